@@ -1,0 +1,83 @@
+"""The configuration of one IMP trajectory, checked before anything runs.
+
+``ImpConfig.from_dict`` takes the flat dict a search space or the command line produces: the
+training keys (epochs, lr, ...) override the chosen ``schedule``; unknown keys are errors.
+"""
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from .models import MODELS
+from .pruning import PRUNING_METHODS
+from .rewind import REWIND_POINTS
+from .tasks import TASK_NAMES
+from .train import SCHEDULES, TRAIN_FIELDS, TrainHparams, schedule_for
+from .weights import WEIGHTS_FORMATS
+
+
+@dataclass(frozen=True)
+class ImpConfig:
+    model: str = "resnet20"
+    task: str = "digits"
+    weights: Optional[str] = None  # θ_p file; None = start from the random init θ_0
+    weights_format: str = "auto"
+    rewind: str = "pretrained"
+    rewind_fraction: float = 0.05  # k of θ_k%, used by rewind="early"
+    pruning: str = "global"
+    prune_fraction: float = 0.2  # of the *remaining* weights, per round
+    rounds: int = 10  # pruning rounds after the dense round 0 (rounds 0..rounds are trained)
+    seed: int = 0
+    schedule: str = "embedded"
+    train: TrainHparams = field(default_factory=lambda: SCHEDULES["embedded"])
+    data_root: Optional[str] = None
+    image_size: int = 16
+    device: str = "auto"
+    num_workers: int = 0
+
+    def __post_init__(self):
+        def allowed(name, value, choices):
+            if value not in choices:
+                raise ValueError(f"{name}={value!r} is not allowed; choose one of {sorted(choices)}")
+
+        allowed("model", self.model, MODELS.names())
+        allowed("task", self.task, TASK_NAMES)
+        allowed("weights_format", self.weights_format, WEIGHTS_FORMATS)
+        allowed("rewind", self.rewind, REWIND_POINTS)
+        allowed("pruning", self.pruning, PRUNING_METHODS)
+        allowed("schedule", self.schedule, SCHEDULES)
+        if not 0.0 < self.prune_fraction < 1.0:
+            raise ValueError(f"prune_fraction must be in (0, 1), got {self.prune_fraction}")
+        if not 0.0 < self.rewind_fraction < 1.0:
+            raise ValueError(f"rewind_fraction must be in (0, 1), got {self.rewind_fraction}")
+        if self.rounds < 0:
+            raise ValueError(f"rounds must be >= 0, got {self.rounds}")
+        if self.rewind == "pretrained" and not self.weights:
+            raise ValueError("rewind='pretrained' rewinds to θ_p: give weights=<file>, or choose rewind 'init'")
+        if self.rewind == "init" and self.weights:
+            raise ValueError("rewind='init' trains from the random init θ_0, so weights would be unused: drop weights")
+        if self.weights and not Path(self.weights).is_file():
+            raise ValueError(f"weights={self.weights!r}: no such file")
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be >= 8, got {self.image_size}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "ImpConfig":
+        values = dict(values)
+        known = {f.name for f in fields(cls)} - {"train"}
+        unknown = sorted(set(values) - known - set(TRAIN_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; allowed: {sorted(known | set(TRAIN_FIELDS))}")
+        overrides = {k: values.pop(k) for k in TRAIN_FIELDS if k in values}
+        schedule = values.get("schedule", "embedded")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule={schedule!r} is not allowed; choose one of {sorted(SCHEDULES)}")
+        return cls(**values, train=schedule_for(schedule, **overrides))
+
+    def to_dict(self) -> dict:
+        flat = {k: v for k, v in asdict(self).items() if k != "train"}
+        return {**flat, **self.train.to_dict()}
+
+    def sparsity_after(self, round_index: int) -> float:
+        """The nominal sparsity of round k: 1 - (1 - prune_fraction)^k."""
+        return 1.0 - (1.0 - self.prune_fraction) ** round_index

@@ -1,0 +1,166 @@
+"""An IMP trajectory: round 0 trains the dense model; every round rewinds, trains under the
+mask, evaluates and prunes (paper, Algorithm 1).
+
+``run_trajectory`` yields one ``RoundResult`` per round with the ``TrajectoryState`` needed to
+resume after it; the caller decides where to save it (a folder for ``launchers/imp.py``, a Tune
+checkpoint for the sweep). Every random draw of round k comes from a generator seeded by
+(seed, k), so a resumed trajectory reproduces the uninterrupted one without storing RNG state.
+"""
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import torch
+
+from .config import ImpConfig
+from .device import resolve_device
+from .masks import Mask, load_mask, mask_digest, ones_mask, save_mask, sparsity
+from .models import build_model, get_model_spec, prunable_parameters
+from .pruning import prune
+from .rewind import apply_mask, capture_state, early_rewind_iteration, restore_state
+from .tasks import build_task
+from .train import train_masked
+from .weights import file_sha256, load_pretrained
+
+STATE_FILE = "trajectory.json"
+MASK_FILE = "mask_round_{:02d}.rlthmask"
+NEXT_MASK_FILE = "next_mask.rlthmask"
+REWIND_FILE = "rewind_state.pt"
+
+
+@dataclass
+class RoundRecord:
+    round: int
+    sparsity: float  # over the prunable weights
+    metrics: Dict[str, float]
+    metric: float  # the task's primary metric (higher is better)
+    epochs: int  # epochs spent by the trajectory so far, this round included
+    seconds: float  # wall time of this round's training and evaluation
+    mask_digest: str
+
+
+@dataclass
+class TrajectoryState:
+    """Everything needed to start round ``next_round``."""
+
+    next_round: int
+    mask: Mask  # the mask round ``next_round`` trains under
+    round_mask: Mask  # the mask the last finished round trained under
+    rewind_state: Dict[str, torch.Tensor]  # θ_p, θ_0 or θ_k% (the round-0 start for "reinit")
+    records: List[RoundRecord] = field(default_factory=list)
+
+    def save(self, folder) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        last = self.next_round - 1
+        save_mask(self.round_mask, folder / MASK_FILE.format(last), {"round": last})
+        save_mask(self.mask, folder / NEXT_MASK_FILE, {"round": self.next_round})
+        torch.save(self.rewind_state, folder / REWIND_FILE)
+        state = {"next_round": self.next_round, "round_mask_file": MASK_FILE.format(last),
+                 "records": [asdict(r) for r in self.records]}
+        (folder / STATE_FILE).write_text(json.dumps(state, indent=1))
+        return folder
+
+    @classmethod
+    def load(cls, folder) -> "TrajectoryState":
+        folder = Path(folder)
+        state_path = folder / STATE_FILE
+        try:
+            state = json.loads(state_path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{state_path}: unreadable trajectory state ({error})") from None
+        rewind_state = torch.load(folder / REWIND_FILE, map_location="cpu", weights_only=True)
+        return cls(
+            next_round=state["next_round"],
+            mask=load_mask(folder / NEXT_MASK_FILE),
+            round_mask=load_mask(folder / state["round_mask_file"]),
+            rewind_state=rewind_state,
+            records=[RoundRecord(**r) for r in state["records"]],
+        )
+
+
+@dataclass
+class RoundResult:
+    record: RoundRecord
+    state: TrajectoryState
+
+
+def round_generator(seed: int, round_index: int, purpose: int) -> torch.Generator:
+    """A generator for one purpose of one round, independent of everything run before it."""
+    return torch.Generator().manual_seed(1_000_003 * seed + 1_009 * round_index + purpose)
+
+
+_INIT, _DATA, _PRUNE = 0, 1, 2
+
+
+def _fresh_model(config: ImpConfig, num_outputs: int, round_index: int):
+    spec = get_model_spec(config.model)
+    # builders draw from the global RNG: seed it so that θ_0 (and the head) is reproducible
+    torch.manual_seed(round_generator(config.seed, round_index, _INIT).initial_seed())
+    return spec, build_model(config.model, num_outputs)
+
+
+def describe_weights(config: ImpConfig) -> Optional[str]:
+    return file_sha256(config.weights) if config.weights else None
+
+
+def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, task=None) -> Iterator[RoundResult]:
+    """Run rounds ``state.next_round``..``config.rounds`` (all of them when ``state`` is None)."""
+    device = resolve_device(config.device)
+    task = task or build_task(config.task, config.data_root, config.image_size, config.num_workers)
+    if state is None:
+        spec, model = _fresh_model(config, task.num_outputs, 0)
+        if config.weights:
+            load_pretrained(model, config.weights, spec.heads, config.weights_format)
+        prunable = prunable_parameters(model, spec.never_pruned)
+        state = TrajectoryState(next_round=0, mask=ones_mask(prunable), round_mask=ones_mask(prunable),
+                                rewind_state=capture_state(model))
+    records = list(state.records)
+
+    for round_index in range(state.next_round, config.rounds + 1):
+        started = time.perf_counter()
+        mask = state.mask
+        spec, model = _fresh_model(config, task.num_outputs, round_index)
+        if round_index > 0 and config.rewind == "reinit":
+            apply_mask(model, mask)  # this round's own fresh random init
+        else:
+            # round 0 starts from θ_p or θ_0 (held as the rewind state until θ_k% replaces it)
+            restore_state(model, state.rewind_state, mask)
+        model.to(device)
+
+        rewind_state = state.rewind_state
+        step_hook = None
+        if round_index == 0 and config.rewind == "early":
+            capture_at = early_rewind_iteration(config.train.epochs * task.batches_per_epoch(config.train.batch_size),
+                                                config.rewind_fraction)
+            captured = {}
+
+            def step_hook(iteration, model=model, captured=captured, capture_at=capture_at):
+                if iteration == capture_at:
+                    captured["state"] = capture_state(model)
+
+        stats = train_masked(model, task, config.train, mask, device,
+                             round_generator(config.seed, round_index, _DATA), step_hook)
+        if step_hook is not None:
+            rewind_state = captured["state"]
+        metrics = {**task.evaluate(model, device), **stats}
+
+        record = RoundRecord(
+            round=round_index,
+            sparsity=sparsity(mask),
+            metrics=metrics,
+            metric=float(metrics[task.metric]),
+            epochs=config.train.epochs * (round_index + 1),
+            seconds=time.perf_counter() - started,
+            mask_digest=mask_digest(mask)[:16],
+        )
+        records.append(record)
+        trained = {name: p.detach() for name, p in prunable_parameters(model, spec.never_pruned).items()}
+        next_mask = prune(config.pruning, trained, mask, config.prune_fraction,
+                          round_generator(config.seed, round_index, _PRUNE))
+        state = TrajectoryState(next_round=round_index + 1, mask=next_mask, round_mask=mask,
+                                rewind_state=rewind_state, records=list(records))
+        yield RoundResult(record, state)

@@ -1,0 +1,52 @@
+"""Supervised image classification: cross-entropy training, top-1 accuracy."""
+
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..device import autocast, to_device_format
+from .datasets import load_classification_dataset
+
+
+class ClassificationTask:
+    metric = "top1"
+
+    def __init__(self, name: str, train_set: Dataset, test_set: Dataset, num_classes: int, num_workers: int = 0):
+        self.name = name
+        self.train_set = train_set
+        self.test_set = test_set
+        self.num_outputs = num_classes
+        self.num_workers = num_workers
+
+    @classmethod
+    def from_name(cls, name: str, data_root: Optional[str] = None, image_size: int = 16, num_workers: int = 0):
+        train_set, num_classes = load_classification_dataset(name, True, data_root, image_size)
+        test_set, _ = load_classification_dataset(name, False, data_root, image_size)
+        return cls(name, train_set, test_set, num_classes, num_workers)
+
+    def batches_per_epoch(self, batch_size: int) -> int:
+        return -(-len(self.train_set) // batch_size)
+
+    def train_batches(self, batch_size: int, generator: torch.Generator):
+        return DataLoader(self.train_set, batch_size=batch_size, shuffle=True, generator=generator,
+                          num_workers=self.num_workers, drop_last=False)
+
+    def loss(self, model: nn.Module, batch, device: torch.device) -> torch.Tensor:
+        images, labels = (t.to(device, non_blocking=True) for t in batch)
+        return nn.functional.cross_entropy(model(to_device_format(images, device)), labels)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, device: torch.device, batch_size: int = 512) -> Dict[str, float]:
+        model.eval()
+        correct, total, loss_sum = 0, 0, 0.0
+        for images, labels in DataLoader(self.test_set, batch_size=batch_size, num_workers=self.num_workers):
+            images, labels = images.to(device), labels.to(device)
+            with autocast(device):
+                logits = model(to_device_format(images, device)).float()
+            loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+            correct += (logits.argmax(1) == labels).sum().item()
+            total += labels.numel()
+        return {"top1": correct / total, "test_loss": loss_sum / total}
+

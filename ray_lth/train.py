@@ -1,0 +1,153 @@
+"""Masked training: SGD with momentum under a fixed mask, and the schedules of Table 1.
+
+Pruned weights are held at exactly zero without hooks or reparametrisation: the mask is applied
+to the weights once, and after every backward pass one fused ``torch._foreach_mul_`` zeroes the
+pruned gradients. For SGD (with momentum, weight decay, Nesterov) this keeps the pruned weights
+*and their momentum* at exactly zero: the update of a pruned weight is grad·0 + wd·0 = 0, so its
+momentum stays 0 and the weight stays 0 — the same result as multiplying weights and momentum
+after each step, with one fused op instead of two.
+"""
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Callable, Dict, Mapping, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .device import autocast
+
+
+@dataclass(frozen=True)
+class TrainHparams:
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: Tuple[int, ...] = ()  # epochs after which the LR is multiplied by gamma
+    gamma: float = 0.1
+
+    def __post_init__(self):
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if any(not 0 < m < self.epochs for m in self.milestones):
+            raise ValueError(f"milestones must lie in (0, epochs={self.epochs}), got {list(self.milestones)}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "milestones": list(self.milestones)}
+
+
+TRAIN_FIELDS = tuple(f.name for f in fields(TrainHparams))
+
+# Table 1 of the paper, per task; "embedded" is this project's small CPU default.
+SCHEDULES: Dict[str, TrainHparams] = {
+    "imagenet": TrainHparams(epochs=10, batch_size=256, lr=1e-4, weight_decay=1e-4),
+    "simclr": TrainHparams(epochs=10, batch_size=256, lr=1e-4, weight_decay=1e-4),
+    "moco": TrainHparams(epochs=10, batch_size=256, lr=3e-4, weight_decay=1e-4),
+    "cifar10": TrainHparams(epochs=182, batch_size=256, lr=0.1, weight_decay=2e-4, milestones=(91, 136)),
+    "cifar100": TrainHparams(epochs=182, batch_size=256, lr=0.1, weight_decay=2e-4, milestones=(91, 136)),
+    "svhn": TrainHparams(epochs=182, batch_size=256, lr=0.1, weight_decay=2e-4, milestones=(91, 136)),
+    "fashion_mnist": TrainHparams(epochs=182, batch_size=256, lr=0.1, weight_decay=2e-4, milestones=(91, 136)),
+    "visda2017": TrainHparams(epochs=20, batch_size=128, lr=1e-3, weight_decay=5e-4, milestones=(10,)),
+    "embedded": TrainHparams(epochs=4, batch_size=64, lr=0.05, weight_decay=5e-4, milestones=(3,)),
+}
+
+
+def schedule_for(name: str, **overrides) -> TrainHparams:
+    """The named schedule with ``overrides``. Changing ``epochs`` alone rescales the preset's
+    LR milestones in proportion (e.g. 91, 136 of 182 become 5, 7 of 10), keeping its shape."""
+    if name not in SCHEDULES:
+        raise ValueError(f"No such schedule: {name!r}; choose one of {sorted(SCHEDULES)}")
+    preset = SCHEDULES[name]
+    if "epochs" in overrides and "milestones" not in overrides:
+        epochs = int(overrides["epochs"])
+        scaled = {round(m * epochs / preset.epochs) for m in preset.milestones}
+        overrides["milestones"] = tuple(sorted(m for m in scaled if 0 < m < epochs))
+    return replace(preset, **overrides)
+
+
+class MaskedParameters:
+    """The prunable parameters of a model with their masks, as same-layout float tensors, so
+    that one fused op zeroes every pruned entry at once."""
+
+    def __init__(self, model: nn.Module, mask: Mapping[str, torch.Tensor]):
+        params = dict(model.named_parameters())
+        unknown = sorted(set(mask) - set(params))
+        if unknown:
+            raise ValueError(f"mask names parameters the model does not have: {unknown[:5]}")
+        self.params = [params[name] for name in mask]
+        # empty_like keeps the parameter's device, dtype and memory format (channels-last too)
+        self.masks = [torch.empty_like(p).copy_(mask[name]) for p, name in zip(self.params, mask)]
+
+    @torch.no_grad()
+    def apply_to_weights(self) -> None:
+        torch._foreach_mul_(self.params, self.masks)
+
+    @torch.no_grad()
+    def mask_gradients(self) -> None:
+        pairs = [(p.grad, m) for p, m in zip(self.params, self.masks) if p.grad is not None]
+        if pairs:
+            grads, masks = zip(*pairs)
+            torch._foreach_mul_(list(grads), list(masks))
+
+
+def is_dense(mask: Mapping[str, torch.Tensor]) -> bool:
+    return all(bool(m.all()) for m in mask.values())
+
+
+class TrainingDivergedError(RuntimeError):
+    pass
+
+
+def train_masked(
+    model: nn.Module,
+    task,
+    hparams: TrainHparams,
+    mask: Mapping[str, torch.Tensor],
+    device: torch.device,
+    generator: torch.Generator,
+    step_hook: Optional[Callable[[int], None]] = None,
+) -> Dict[str, float]:
+    """Train ``model`` in place on ``task`` with the pruned weights held at zero.
+
+    ``step_hook(iteration)`` runs after every optimizer step (IMP uses it to capture θ_k%).
+    """
+    masked = None if is_dense(mask) else MaskedParameters(model, mask)
+    if masked is not None:
+        masked.apply_to_weights()
+    optimizer = torch.optim.SGD(model.parameters(), lr=hparams.lr, momentum=hparams.momentum,
+                                weight_decay=hparams.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(hparams.milestones), hparams.gamma)
+    iteration = 0
+    epoch_loss = float("nan")
+    for epoch in range(hparams.epochs):
+        model.train()
+        loss_sum, batches = torch.zeros((), device=device), 0
+        for batch in task.train_batches(hparams.batch_size, generator):
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(device):
+                loss = task.loss(model, batch, device)
+            loss.backward()
+            if masked is not None:
+                masked.mask_gradients()
+            optimizer.step()
+            loss_sum += loss.detach().float()
+            batches += 1
+            iteration += 1
+            if step_hook is not None:
+                step_hook(iteration)
+        scheduler.step()
+        epoch_loss = loss_sum.item() / max(batches, 1)  # one sync per epoch, not per step
+        if not math.isfinite(epoch_loss):
+            raise TrainingDivergedError(f"training loss became {epoch_loss} in epoch {epoch}; lower the lr")
+    return {"train_loss": epoch_loss, "iterations": iteration}

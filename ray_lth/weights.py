@@ -1,0 +1,118 @@
+"""Pre-trained weights θ_p from a local file, never downloaded.
+
+Formats:
+- ``torchvision``: a plain state dict of a torchvision-style ResNet (``conv1.weight``, ``layer1.0...``);
+- ``moco``: a MoCo v2 checkpoint, ``{"state_dict": {"module.encoder_q.<resnet key>": ...}}``,
+  whose MLP head (``fc.0``, ``fc.2``) and key encoder are dropped;
+- ``simclr``: a simCLR checkpoint converted to PyTorch, ``{"state_dict": <torchvision-style keys>}``;
+- ``auto``: recognise one of the above from the file's keys.
+
+Every file is read with ``torch.load(weights_only=True)`` (no code runs). The task head is never
+loaded: it is task-specific (paper, section 3). Any other missing, unexpected or mis-shaped key
+is an error that lists them.
+"""
+
+import hashlib
+from pathlib import Path
+from typing import Dict, Iterable, Mapping, Tuple
+
+import torch
+from torch import nn
+
+WEIGHTS_FORMATS = ("auto", "torchvision", "moco", "simclr")
+_MOCO_PREFIX = "module.encoder_q."
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot serve as θ_p for the model; the message names the file."""
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_state_dict(path, weights_format: str = "auto") -> Tuple[Dict[str, torch.Tensor], str]:
+    """The backbone state dict in a file, in torchvision key names, and the format found."""
+    if weights_format not in WEIGHTS_FORMATS:
+        raise WeightsError(f"weights_format must be one of {list(WEIGHTS_FORMATS)}, got {weights_format!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle with code, not a torch file, truncated file ...
+        raise WeightsError(
+            f"{path}: not loadable as plain tensors with torch.load(weights_only=True) "
+            f"(a file holding code or other objects is refused): {type(error).__name__}: {str(error)[:200]}"
+        ) from None
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{path}: expected a state dict (a mapping), found {type(obj).__name__}")
+    found = _detect_format(obj) if weights_format == "auto" else weights_format
+    if found == "torchvision":
+        state = obj
+    else:
+        state = obj.get("state_dict")
+        if not isinstance(state, Mapping):
+            raise WeightsError(f"{path}: a {found} checkpoint needs a 'state_dict' mapping; keys found: {_preview(obj)}")
+        if found == "moco":
+            if not any(k.startswith(_MOCO_PREFIX) for k in state):
+                raise WeightsError(f"{path}: no '{_MOCO_PREFIX}*' keys, so not a MoCo v2 checkpoint; keys: {_preview(state)}")
+            state = {k[len(_MOCO_PREFIX):]: v for k, v in state.items() if k.startswith(_MOCO_PREFIX)}
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise WeightsError(f"{path}: entries that are not tensors: {not_tensors[:5]}")
+    return dict(state), found
+
+
+def load_pretrained(model: nn.Module, path, heads: Iterable[str], weights_format: str = "auto") -> str:
+    """Load θ_p from ``path`` into ``model``, all but its task heads. Returns the format found."""
+    state, found = read_state_dict(path, weights_format)
+    heads = tuple(heads)
+
+    def in_head(key: str) -> bool:
+        return any(key == h or key.startswith(h + ".") for h in heads)
+
+    backbone = {k: v for k, v in state.items() if not in_head(k)}
+    expected = {k: v for k, v in model.state_dict().items() if not in_head(k)}
+    missing = sorted(set(expected) - set(backbone))
+    unexpected = sorted(set(backbone) - set(expected))
+    wrong_shape = sorted(
+        f"{k}: file {tuple(backbone[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(backbone) & set(expected)
+        if backbone[k].shape != expected[k].shape
+    )
+    if missing or unexpected or wrong_shape:
+        raise WeightsError(
+            f"{path} ({found} format) does not fit {type(model).__name__}: "
+            f"missing keys {_preview(missing)}; unexpected keys {_preview(unexpected)}; "
+            f"wrong shapes {_preview(wrong_shape)}"
+        )
+    model.load_state_dict(backbone, strict=False)
+    return found
+
+
+def save_weights(model: nn.Module, path) -> str:
+    """Save a torchvision-style state dict (readable by ``load_pretrained``); returns its sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    tmp.replace(path)
+    return file_sha256(path)
+
+
+def _detect_format(obj: Mapping) -> str:
+    state = obj.get("state_dict")
+    if isinstance(state, Mapping):
+        return "moco" if any(str(k).startswith(_MOCO_PREFIX) for k in state) else "simclr"
+    return "torchvision"
+
+
+def _preview(keys, limit: int = 8) -> str:
+    keys = list(keys)
+    more = f" ... (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return f"{keys[:limit]}{more}" if keys else "none"
