@@ -8,6 +8,7 @@ checkpoint for the sweep). Every random draw of round k comes from a generator s
 """
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +28,6 @@ from .weights import file_sha256, load_pretrained
 
 STATE_FILE = "trajectory.json"
 MASK_FILE = "mask_round_{:02d}.rlthmask"
-NEXT_MASK_FILE = "next_mask.rlthmask"
 REWIND_FILE = "rewind_state.pt"
 
 
@@ -53,33 +53,50 @@ class TrajectoryState:
     records: List[RoundRecord] = field(default_factory=list)
 
     def save(self, folder) -> Path:
+        """Write the state into ``folder``; ``trajectory.json`` goes last and atomically, so a
+        kill mid-save leaves the previous state readable. Masks are named by the round that trains
+        under them, so saving every round into one folder keeps every round's mask."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         last = self.next_round - 1
-        save_mask(self.round_mask, folder / MASK_FILE.format(last), {"round": last})
-        save_mask(self.mask, folder / NEXT_MASK_FILE, {"round": self.next_round})
-        torch.save(self.rewind_state, folder / REWIND_FILE)
-        state = {"next_round": self.next_round, "round_mask_file": MASK_FILE.format(last),
-                 "records": [asdict(r) for r in self.records]}
-        (folder / STATE_FILE).write_text(json.dumps(state, indent=1))
+        if not (folder / MASK_FILE.format(last)).exists():
+            save_mask(self.round_mask, folder / MASK_FILE.format(last), {"round": last})
+        save_mask(self.mask, folder / MASK_FILE.format(self.next_round), {"round": self.next_round})
+        _atomic_torch_save(self.rewind_state, folder / REWIND_FILE)
+        state = {"next_round": self.next_round, "records": [asdict(r) for r in self.records]}
+        tmp = folder / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, folder / STATE_FILE)
         return folder
 
     @classmethod
     def load(cls, folder) -> "TrajectoryState":
+        """Read a saved state; raises ValueError (MaskFileError for a bad mask) naming the file."""
         folder = Path(folder)
         state_path = folder / STATE_FILE
         try:
             state = json.loads(state_path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
+            records = [RoundRecord(**r) for r in state["records"]]
+            next_round = int(state["next_round"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{state_path}: unreadable trajectory state ({error})") from None
-        rewind_state = torch.load(folder / REWIND_FILE, map_location="cpu", weights_only=True)
+        try:
+            rewind_state = torch.load(folder / REWIND_FILE, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ValueError(f"{folder / REWIND_FILE}: unreadable rewind weights ({error})") from None
         return cls(
-            next_round=state["next_round"],
-            mask=load_mask(folder / NEXT_MASK_FILE),
-            round_mask=load_mask(folder / state["round_mask_file"]),
+            next_round=next_round,
+            mask=load_mask(folder / MASK_FILE.format(next_round)),
+            round_mask=load_mask(folder / MASK_FILE.format(next_round - 1)),
             rewind_state=rewind_state,
-            records=[RoundRecord(**r) for r in state["records"]],
+            records=records,
         )
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 @dataclass
