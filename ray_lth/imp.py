@@ -69,15 +69,26 @@ class TrajectoryState:
         os.replace(tmp, folder / STATE_FILE)
         return folder
 
+    @staticmethod
+    def peek_next_round(folder) -> int:
+        state_path = Path(folder) / STATE_FILE
+        try:
+            return int(json.loads(state_path.read_text())["next_round"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{state_path}: unreadable trajectory state ({error})") from None
+
     @classmethod
-    def load(cls, folder) -> "TrajectoryState":
-        """Read a saved state; raises ValueError (MaskFileError for a bad mask) naming the file."""
+    def load(cls, folder, next_round: Optional[int] = None) -> "TrajectoryState":
+        """Read a saved state, or an earlier round's (``next_round``) from a folder that kept
+        its masks. Raises ValueError (MaskFileError for a bad mask) naming the file."""
         folder = Path(folder)
         state_path = folder / STATE_FILE
+        newest = cls.peek_next_round(folder)
+        next_round = newest if next_round is None else next_round
+        if not 1 <= next_round <= newest:
+            raise ValueError(f"{state_path}: holds rounds up to {newest - 1}, not {next_round - 1}")
         try:
-            state = json.loads(state_path.read_text())
-            records = [RoundRecord(**r) for r in state["records"]]
-            next_round = int(state["next_round"])
+            records = [RoundRecord(**r) for r in json.loads(state_path.read_text())["records"]]
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{state_path}: unreadable trajectory state ({error})") from None
         try:
@@ -89,7 +100,7 @@ class TrajectoryState:
             mask=load_mask(folder / MASK_FILE.format(next_round)),
             round_mask=load_mask(folder / MASK_FILE.format(next_round - 1)),
             rewind_state=rewind_state,
-            records=records,
+            records=[r for r in records if r.round < next_round],
         )
 
 

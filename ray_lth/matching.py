@@ -61,3 +61,61 @@ def mean_by_sparsity(rows: Iterable[Mapping[str, float]], metric: str = "metric"
     for row in rows:
         groups.setdefault(round(float(row["sparsity"]), 6), []).append(float(row[metric]))
     return {s: statistics.fmean(v) for s, v in sorted(groups.items())}
+
+
+class MatchingTracker:
+    """Per group of trajectories that differ only by seed: the dense band once every seed's
+    round 0 is known, each round's verdict, and when a trajectory has stopped matching.
+
+    Pure bookkeeping (no Ray): ``MatchingScheduler`` feeds it results and asks ``should_stop``.
+    """
+
+    def __init__(self, seeds_per_group: int, patience: int = 1):
+        if seeds_per_group < 1:
+            raise ValueError(f"seeds_per_group must be >= 1, got {seeds_per_group}")
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.seeds_per_group = seeds_per_group
+        self.patience = patience
+        # group -> trial -> round -> (sparsity, metric)
+        self.results: Dict[str, Dict[str, Dict[int, tuple]]] = {}
+
+    def add(self, group: str, trial: str, round_index: int, sparsity: float, metric: float) -> None:
+        self.results.setdefault(group, {}).setdefault(trial, {})[int(round_index)] = (float(sparsity), float(metric))
+
+    def band(self, group: str) -> Optional[DenseBand]:
+        """The dense band, or None while fewer than ``seeds_per_group`` round-0 results are in."""
+        dense = [rounds[0][1] for rounds in self.results.get(group, {}).values() if 0 in rounds]
+        return dense_band(dense) if len(dense) >= self.seeds_per_group else None
+
+    def verdict(self, group: str, trial: str, round_index: int) -> Optional[bool]:
+        band = self.band(group)
+        entry = self.results.get(group, {}).get(trial, {}).get(int(round_index))
+        return None if band is None or entry is None else is_matching(entry[1], band)
+
+    def should_stop(self, group: str, trial: str) -> bool:
+        """True once the last ``patience`` pruned rounds of ``trial`` all failed to match."""
+        band = self.band(group)
+        rounds = self.results.get(group, {}).get(trial, {})
+        pruned = sorted(r for r in rounds if r > 0)
+        if band is None or len(pruned) < self.patience:
+            return False
+        return not any(is_matching(rounds[r][1], band) for r in pruned[-self.patience:])
+
+    def last_matching_round(self, group: str, trial: str) -> Optional[int]:
+        band = self.band(group)
+        rounds = self.results.get(group, {}).get(trial, {})
+        matching = [r for r, (_, metric) in rounds.items() if band is not None and is_matching(metric, band)]
+        return max(matching) if matching else None
+
+    def group_summary(self, group: str) -> dict:
+        """Dense mean ± std and the largest sparsity whose mean over seeds matches."""
+        band = self.band(group)
+        rows = [{"sparsity": s, "metric": m} for rounds in self.results.get(group, {}).values()
+                for s, m in rounds.values()]
+        best = max_matching_sparsity(mean_by_sparsity(rows), band) if band else None
+        return {"group": group, "dense_mean": band.mean if band else None, "dense_std": band.std if band else None,
+                "seeds": band.seeds if band else 0, "max_matching_sparsity": best}
+
+    def groups(self) -> list:
+        return sorted(self.results)

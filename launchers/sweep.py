@@ -1,0 +1,96 @@
+"""Search lottery tickets with Ray Tune: one IMP trajectory per trial.
+
+    python launchers/sweep.py                       # the embedded default space `quick`, local Ray
+    python launchers/sweep.py --space paper_cifar --weights resnet50.pth --data-root ~/data
+    python launchers/sweep.py --address auto --storage /shared/lth   # an existing Ray cluster
+    python launchers/sweep.py --name quick --resume                  # continue an interrupted sweep
+
+Prints a live table (round, sparsity, metric, matching per trial) and, at the end, per group the
+dense mean ± std and the maximum matching sparsity. Writes results.csv, summary.csv and
+TensorBoard logs under <storage>/<name>/.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table shows our columns
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ray_lth.cli import format_table, parse_overrides  # noqa: E402
+from ray_lth.spaces import load_space, resolve_weights, space_names  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", default="quick", help=f"a module of search_spaces/: {', '.join(space_names())}")
+    parser.add_argument("--address", help="address of an existing Ray cluster (e.g. auto); default: start Ray here")
+    parser.add_argument("--storage", default="experiments", help="experiment root; on a cluster, a path every node sees")
+    parser.add_argument("--name", help="experiment name (default: the space's name)")
+    parser.add_argument("--resume", action="store_true", help="continue the experiment --name after an interruption")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field of the space; a list value (seed=[0,1,2,3]) becomes a grid axis")
+    parser.add_argument("--data-root", help="folder with the real datasets (never downloaded)")
+    parser.add_argument("--weights", help="pre-trained weights file θ_p (torchvision, MoCo v2 or simCLR format)")
+    parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (0.25: four share one)")
+    parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial, fractions allowed")
+    parser.add_argument("--num-cpus", type=int, help="CPUs for a local Ray instance (default: all)")
+    return parser, parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    parser, args = parse_args(argv)
+    name = args.name or args.space
+    storage = Path(args.storage).resolve()
+    try:
+        space = load_space(args.space)
+        overrides = parse_overrides(args.set)
+        if args.data_root:
+            overrides["data_root"] = str(Path(args.data_root).resolve())
+        space = space.with_overrides(overrides)
+        if args.gpus_per_trial is not None:
+            space = space.__class__(**{**space.__dict__, "gpus_per_trial": args.gpus_per_trial})
+        if args.cpus_per_trial is not None:
+            space = space.__class__(**{**space.__dict__, "cpus_per_trial": args.cpus_per_trial})
+        if not args.resume:
+            # validate every grid point before Ray starts (the embedded θ_p is pre-trained here once)
+            space.validate() if args.weights or space.weights != "embedded" else None
+            space = resolve_weights(space, args.weights, storage / ".ray_lth_cache")
+            space.validate()
+    except ValueError as error:
+        parser.error(str(error))
+
+    import ray
+
+    from ray_lth.tune.sweep import SweepError, run_sweep
+
+    if args.address:
+        ray.init(address=args.address)
+    else:
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False, dashboard_host="127.0.0.1")
+    try:
+        outcome = run_sweep(space, storage, name, resume=args.resume)
+    except SweepError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        ray.shutdown()
+
+    rows = [[s["group"], s["seeds"], _pct(s["dense_mean"]), _pct(s["dense_std"]), _pct(s["max_matching_sparsity"]),
+             s["trials"], s["rounds_run"], s["epochs"]] for s in outcome.summary]
+    print("\n" + format_table(["group", "seeds", "dense mean %", "dense std %", "max matching sparsity %", "trials",
+                               "rounds run", "epochs"], rows))
+    print(f"\nresults: {outcome.experiment_dir / 'results.csv'}")
+    print(f"tensorboard: tensorboard --logdir {outcome.experiment_dir / 'tensorboard'}")
+    for error in outcome.errors:
+        print(f"trial failed: {error}", file=sys.stderr)
+    return 1 if outcome.errors else 0
+
+
+def _pct(value) -> str:
+    return "none" if value is None else f"{100 * float(value):.2f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

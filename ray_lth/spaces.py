@@ -1,0 +1,87 @@
+"""Sweep spaces as plain data: fixed values, grid axes, weights and per-trial resources.
+
+A module in ``search_spaces/`` returns a ``SweepSpace``; the launcher applies ``--set``
+overrides, and ``validate`` builds the ImpConfig of every grid point, so an invalid space is
+rejected with the field named *before* Ray starts. No Ray here: ``ray_lth.tune.sweep`` turns
+the grid into ``tune.grid_search``.
+"""
+
+import importlib
+import itertools
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from .config import ImpConfig
+
+SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
+
+
+@dataclass(frozen=True)
+class SweepSpace:
+    description: str
+    fixed: Dict[str, object]
+    grid: Dict[str, list] = field(default_factory=lambda: {"seed": [0, 1, 2]})
+    weights: str = "embedded"  # "embedded" (pre-trained here, cached), "required" (--weights) or "none"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    patience: int = 1  # pruned rounds in a row that fail to match before a trajectory stops
+
+    @property
+    def seeds_per_group(self) -> int:
+        return len(self.grid.get("seed", [self.fixed.get("seed", 0)]))
+
+    def with_overrides(self, overrides: Dict[str, object]) -> "SweepSpace":
+        """``--set`` values: a list becomes a grid axis, anything else a fixed value."""
+        fixed, grid = dict(self.fixed), dict(self.grid)
+        for key, value in overrides.items():
+            fixed.pop(key, None)
+            grid.pop(key, None)
+            if isinstance(value, list) and key != "milestones":
+                grid[key] = value
+            else:
+                fixed[key] = value
+        return replace(self, fixed=fixed, grid=grid)
+
+    def configs(self) -> List[dict]:
+        keys = list(self.grid)
+        return [{**self.fixed, **dict(zip(keys, values))} for values in itertools.product(*self.grid.values())]
+
+    def validate(self) -> List[ImpConfig]:
+        for key, values in self.grid.items():
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"grid axis {key!r} must be a non-empty list, got {values!r}")
+        if not 0 < self.cpus_per_trial:
+            raise ValueError(f"cpus_per_trial must be > 0, got {self.cpus_per_trial}")
+        if self.gpus_per_trial < 0:
+            raise ValueError(f"gpus_per_trial must be >= 0, got {self.gpus_per_trial}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        return [ImpConfig.from_dict(config) for config in self.configs()]
+
+
+def space_names() -> List[str]:
+    return sorted(p.stem for p in SPACES_DIR.glob("*.py") if not p.stem.startswith("_"))
+
+
+def load_space(name: str) -> SweepSpace:
+    if name not in space_names():
+        raise ValueError(f"No such search space: {name!r}; choose one of {space_names()} (files in {SPACES_DIR})")
+    module = importlib.import_module(f"search_spaces.{name}")
+    space = module.space()
+    if not isinstance(space, SweepSpace):
+        raise ValueError(f"search_spaces/{name}.py: space() must return a SweepSpace, got {type(space).__name__}")
+    return space
+
+
+def resolve_weights(space: SweepSpace, weights: Optional[str], cache_dir: Path) -> SweepSpace:
+    """Fill in the ``weights`` field: the user's file, or the embedded θ_p (pre-trained once)."""
+    if weights:
+        return space.with_overrides({"weights": str(Path(weights).resolve())})
+    if space.weights == "required":
+        raise ValueError(f"this space needs pre-trained weights: pass --weights FILE ({space.description})")
+    if space.weights == "embedded":
+        from .pretrain import embedded_weights
+
+        return space.with_overrides({"weights": str(embedded_weights(space.fixed.get("model", "resnet20"), cache_dir))})
+    return space

@@ -1,0 +1,36 @@
+"""MatchingScheduler: stops an IMP trajectory once it no longer matches its dense band.
+
+A thin Tune wrapper around ``ray_lth.matching.MatchingTracker`` (as AsyncHyperBandScheduler
+wraps its _Bracket). Groups are the trials that differ only by seed (the ``group`` every result
+carries). Verdicts wait until every configured seed of the group has reported round 0, so no
+trajectory is ever stopped on a band from fewer seeds. Stopped trials still show TERMINATED in
+Tune, so the scheduler keeps its own record of why and where each one stopped.
+"""
+
+from typing import Dict
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from ..matching import MatchingTracker
+
+
+class MatchingScheduler(FIFOScheduler):
+    def __init__(self, tracker: MatchingTracker, metric: str = "metric"):
+        super().__init__()
+        self.tracker = tracker
+        self.metric_key = metric
+        self.stopped: Dict[str, dict] = {}  # trial_id -> {group, round, last_matching_round}
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        group, round_index = result["group"], int(result["round"])
+        self.tracker.add(group, trial.trial_id, round_index, result["sparsity"], result[self.metric_key])
+        if self.tracker.should_stop(group, trial.trial_id):
+            self.stopped[trial.trial_id] = {
+                "group": group, "round": round_index,
+                "last_matching_round": self.tracker.last_matching_round(group, trial.trial_id),
+            }
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def debug_string(self) -> str:
+        return f"MatchingScheduler: {len(self.stopped)} trajectories stopped after they stopped matching"

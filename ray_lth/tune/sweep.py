@@ -1,0 +1,125 @@
+"""Run a SweepSpace as a Ray Tune experiment and summarise the maximum matching sparsity.
+
+Layout of one experiment, ``<storage>/<name>/``: Ray Tune's trial folders (each with a
+checkpoint per round and ``trajectory/`` holding every round's mask), ``results.csv`` (one row
+per trial and round), ``summary.csv`` and ``tensorboard/``.
+"""
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import ray
+from ray import tune
+from ray.tune import CLIReporter
+
+from ..matching import MatchingTracker
+from ..spaces import SweepSpace
+from .naming import trial_name
+from .results import ResultsCallback, feed_tracker, read_results
+from .scheduler import MatchingScheduler
+from .tensorboard import TensorBoardCallback
+from .trainable import imp_trainable
+
+_MAX_FAILURES = 3
+
+
+class SweepError(RuntimeError):
+    pass
+
+
+@dataclass
+class SweepOutcome:
+    experiment_dir: Path
+    summary: List[dict]
+    errors: List[str]
+
+
+def trial_name_creator(trial) -> str:
+    return trial_name(trial.config)
+
+
+def trial_dirname_creator(trial) -> str:
+    return f"{trial_name(trial.config)}_{trial.trial_id}"
+
+
+def check_resources(space: SweepSpace) -> None:
+    """Trials that ask for resources the cluster lacks would stay PENDING forever: say so now."""
+    available = ray.cluster_resources()
+    if space.gpus_per_trial > available.get("GPU", 0):
+        raise SweepError(f"each trial asks for {space.gpus_per_trial} GPU but the Ray cluster has "
+                         f"{available.get('GPU', 0)}: pass --gpus-per-trial 0 or connect to a cluster with GPUs")
+    if space.cpus_per_trial > available.get("CPU", 0):
+        raise SweepError(f"each trial asks for {space.cpus_per_trial} CPUs but the Ray cluster has "
+                         f"{available.get('CPU', 0)}: lower --cpus-per-trial")
+
+
+def run_sweep(space: SweepSpace, storage, name: str, resume: bool = False, verbose: int = 1,
+              max_concurrent: Optional[int] = None) -> SweepOutcome:
+    """Run (or resume) the sweep; Ray must already be initialised (see launchers/sweep.py)."""
+    storage = Path(storage).resolve()
+    experiment_dir = storage / name
+    started_before = (experiment_dir / "tuner.pkl").exists()
+    if started_before and not resume:
+        raise SweepError(f"experiment {experiment_dir} exists: pass --resume to continue it, or choose another --name")
+    if resume and not started_before:
+        raise SweepError(f"nothing to resume: {experiment_dir} holds no experiment")
+    check_resources(space)
+
+    tracker = MatchingTracker(space.seeds_per_group, space.patience)
+    trainable = tune.with_resources(imp_trainable, {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial})
+    if resume:
+        # the scheduler and callbacks come back from the experiment's own state; the results
+        # callback re-reads results.csv, so finished rounds and the dense bands survive
+        tuner = tune.Tuner.restore(str(experiment_dir), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        reporter = CLIReporter(
+            metric_columns={"round": "round", "sparsity": "sparsity", "metric": "metric", "matching": "matching"},
+            parameter_columns=sorted(set(space.grid)), max_report_frequency=15, sort_by_metric=False)
+        tuner = tune.Tuner(
+            trainable,
+            param_space={**space.fixed, **{k: tune.grid_search(v) for k, v in space.grid.items()}},
+            tune_config=tune.TuneConfig(
+                scheduler=MatchingScheduler(tracker), num_samples=1, max_concurrent_trials=max_concurrent,
+                trial_name_creator=trial_name_creator, trial_dirname_creator=trial_dirname_creator),
+            run_config=tune.RunConfig(
+                name=name, storage_path=str(storage), verbose=verbose, progress_reporter=reporter,
+                callbacks=[ResultsCallback(experiment_dir / "results.csv", tracker),
+                           TensorBoardCallback(experiment_dir / "tensorboard")],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+                failure_config=tune.FailureConfig(max_failures=_MAX_FAILURES)),
+        )
+    grid = tuner.fit()
+    errors = [f"{result.path}: {result.error}" for result in grid if result.error is not None]
+    summary = summarise(experiment_dir / "results.csv", space.seeds_per_group, space.patience)
+    write_summary(experiment_dir / "summary.csv", summary)
+    return SweepOutcome(experiment_dir, summary, errors)
+
+
+def summarise(results_csv: Path, seeds_per_group: int, patience: int = 1) -> List[dict]:
+    """Per group: dense mean ± std over seeds and the largest sparsity whose seed-mean matches."""
+    tracker = MatchingTracker(seeds_per_group, patience)
+    rows = list(read_results(results_csv).values())
+    feed_tracker(tracker, rows)
+    summary = []
+    for group in tracker.groups():
+        entry = tracker.group_summary(group)
+        group_rows = [r for r in rows if r["group"] == group]
+        entry["trials"] = len({r["trial_id"] for r in group_rows})
+        entry["rounds_run"] = len(group_rows)
+        last_epochs = {}
+        for r in group_rows:  # "epochs" is cumulative per trial: its largest value is what it spent
+            last_epochs[r["trial_id"]] = max(last_epochs.get(r["trial_id"], 0), int(r["epochs"]))
+        entry["epochs"] = sum(last_epochs.values())
+        summary.append(entry)
+    return summary
+
+
+def write_summary(path: Path, summary: List[dict]) -> None:
+    if not summary:
+        return
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(summary[0]))
+        writer.writeheader()
+        writer.writerows(summary)

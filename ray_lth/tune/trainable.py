@@ -1,0 +1,73 @@
+"""One Ray Tune trial = one IMP trajectory.
+
+After every round the trial reports round, sparsity, metric(s) and epochs, with a checkpoint
+holding that round's mask (bit-packed, checksummed) and what is needed to resume. It also keeps
+a durable copy of the trajectory in ``<trial storage>/trajectory/``, where every round's mask
+stays (checkpoint retention never touches it). On (re)start it resumes from the most advanced
+*valid* state among ``tune.get_checkpoint()`` and that copy; a corrupt round is reported by
+file name and the trial restarts from the round before it.
+"""
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from ray import tune
+
+from ..config import ImpConfig
+from ..imp import TrajectoryState, run_trajectory
+from .naming import group_name
+
+TRAJECTORY_DIR = "trajectory"
+
+
+def _candidate_states(folder: Path, label: str, all_rounds: bool) -> List[tuple]:
+    """(next_round, label, folder) for the rounds a saved folder could resume from: every round
+    for the durable copy (it keeps every mask), the newest only for a Tune checkpoint."""
+    try:
+        newest = TrajectoryState.peek_next_round(folder)
+    except ValueError:
+        return []
+    return [(k, label, folder) for k in (range(newest, 0, -1) if all_rounds else [newest])]
+
+
+def resume_state(durable: Path, checkpoint_dir: Optional[Path]) -> Optional[TrajectoryState]:
+    candidates = _candidate_states(durable, "trajectory copy", all_rounds=True)
+    if checkpoint_dir is not None:
+        candidates += _candidate_states(checkpoint_dir, "checkpoint", all_rounds=False)
+    for next_round, label, folder in sorted(candidates, key=lambda c: -c[0]):
+        try:
+            return TrajectoryState.load(folder, next_round)
+        except ValueError as error:  # MaskFileError is a ValueError
+            print(f"ray_lth: {label} for round {next_round} unusable, trying the round before: {error}",
+                  file=sys.stderr, flush=True)
+    return None
+
+
+def imp_trainable(config: dict) -> None:
+    imp_config = ImpConfig.from_dict(config)
+    trial_dir = Path(tune.get_context().get_storage().trial_fs_path)
+    durable = trial_dir / TRAJECTORY_DIR
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as checkpoint_dir:
+            state = resume_state(durable, Path(checkpoint_dir))
+    else:
+        state = resume_state(durable, None)
+    base = {"group": group_name(config), "seed": imp_config.seed, "trial_fs_path": str(trial_dir)}
+    bookkeeping = 0.0
+    for result in run_trajectory(imp_config, state):
+        started = time.perf_counter()
+        record = result.record
+        result.state.save(durable)
+        metrics = {**base, **{f"m_{k}": v for k, v in record.metrics.items()}, "round": record.round,
+                   "sparsity": record.sparsity, "nominal_sparsity": imp_config.sparsity_after(record.round),
+                   "metric": record.metric, "epochs": record.epochs, "round_seconds": record.seconds,
+                   "bookkeeping_seconds": bookkeeping}
+        with tempfile.TemporaryDirectory(prefix="ray_lth_round_") as tmp:
+            result.state.save(tmp)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        # the cost of this round's save + report is known only now: it goes with the next result
+        bookkeeping = time.perf_counter() - started
