@@ -11,6 +11,7 @@ TensorBoard logs under <storage>/<name>/.
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -35,6 +36,8 @@ def parse_args(argv=None):
     parser.add_argument("--weights", help="pre-trained weights file θ_p (torchvision, MoCo v2 or simCLR format)")
     parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (0.25: four share one)")
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial, fractions allowed")
+    parser.add_argument("--patience", type=int,
+                        help="pruned rounds in a row that may fail to match before a trajectory stops")
     parser.add_argument("--num-cpus", type=int, help="CPUs for a local Ray instance (default: all)")
     return parser, parser.parse_args(argv)
 
@@ -49,13 +52,11 @@ def main(argv=None) -> int:
         if args.data_root:
             overrides["data_root"] = str(Path(args.data_root).resolve())
         space = space.with_overrides(overrides)
-        if args.gpus_per_trial is not None:
-            space = space.__class__(**{**space.__dict__, "gpus_per_trial": args.gpus_per_trial})
-        if args.cpus_per_trial is not None:
-            space = space.__class__(**{**space.__dict__, "cpus_per_trial": args.cpus_per_trial})
+        resources = {"gpus_per_trial": args.gpus_per_trial, "cpus_per_trial": args.cpus_per_trial,
+                     "patience": args.patience}
+        space = dataclasses.replace(space, **{k: v for k, v in resources.items() if v is not None})
         if not args.resume:
             # validate every grid point before Ray starts (the embedded θ_p is pre-trained here once)
-            space.validate() if args.weights or space.weights != "embedded" else None
             space = resolve_weights(space, args.weights, storage / ".ray_lth_cache")
             space.validate()
     except ValueError as error:

@@ -109,11 +109,18 @@ class MatchingTracker:
         return max(matching) if matching else None
 
     def group_summary(self, group: str) -> dict:
-        """Dense mean ± std and the largest sparsity whose mean over seeds matches."""
+        """Dense mean ± std and the largest sparsity whose mean over seeds matches.
+
+        Only sparsities that *every* seed reached count: once the scheduler has stopped a seed,
+        the later rounds hold survivors only, whose mean would flatter the group.
+        """
         band = self.band(group)
-        rows = [{"sparsity": s, "metric": m} for rounds in self.results.get(group, {}).values()
-                for s, m in rounds.values()]
-        best = max_matching_sparsity(mean_by_sparsity(rows), band) if band else None
+        by_sparsity: Dict[float, list] = {}
+        for rounds in self.results.get(group, {}).values():
+            for s, m in rounds.values():
+                by_sparsity.setdefault(round(s, 6), []).append(m)
+        complete = {s: statistics.fmean(v) for s, v in by_sparsity.items() if band and len(v) >= band.seeds}
+        best = max_matching_sparsity(complete, band) if band else None
         return {"group": group, "dense_mean": band.mean if band else None, "dense_std": band.std if band else None,
                 "seeds": band.seeds if band else 0, "max_matching_sparsity": best}
 

@@ -20,3 +20,14 @@ def resnet8_weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "resnet8-shapes.pt"
     pretrain("resnet8", path, {**EMBEDDED_RECIPE, "epochs": 1}, device="cpu")
     return path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """One local Ray instance for the whole session (2 CPUs, no dashboard); launcher
+    subprocesses join it with --address, so each test pays no Ray start-up."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")))
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

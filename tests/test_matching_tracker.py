@@ -43,3 +43,10 @@ def test_bad_tracker_settings_are_rejected():
         MatchingTracker(0)
     with pytest.raises(ValueError, match="patience"):
         MatchingTracker(1, patience=0)
+
+
+def test_summary_ignores_sparsities_that_only_survivors_reached():
+    tracker = MatchingTracker(seeds_per_group=2)
+    _feed(tracker, "a", [0.90, 0.90, 0.95, 0.95])  # went on to round 3
+    _feed(tracker, "b", [0.90, 0.90])  # stopped after round 1
+    assert tracker.group_summary("g")["max_matching_sparsity"] == pytest.approx(0.2)

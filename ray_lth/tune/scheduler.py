@@ -5,13 +5,21 @@ wraps its _Bracket). Groups are the trials that differ only by seed (the ``group
 carries). Verdicts wait until every configured seed of the group has reported round 0, so no
 trajectory is ever stopped on a band from fewer seeds. Stopped trials still show TERMINATED in
 Tune, so the scheduler keeps its own record of why and where each one stopped.
+
+When a group has more seeds than free trial slots, its first seeds would otherwise run to the
+end before the last seed's round 0 gives the band, and nothing could be stopped early. So while
+a group's band is unknown and one of its seeds is still PENDING, a trial that reports is PAUSED
+(Tune checkpoints it and frees its slot); FIFO order then starts the pending seed first and
+resumes the paused trial from its round checkpoint afterwards.
 """
 
 from typing import Dict
 
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from ..matching import MatchingTracker
+from .naming import group_name
 
 
 class MatchingScheduler(FIFOScheduler):
@@ -30,7 +38,14 @@ class MatchingScheduler(FIFOScheduler):
                 "last_matching_round": self.tracker.last_matching_round(group, trial.trial_id),
             }
             return TrialScheduler.STOP
+        if self.tracker.band(group) is None and self._seed_waiting(tune_controller, group, trial):
+            return TrialScheduler.PAUSE
         return TrialScheduler.CONTINUE
+
+    @staticmethod
+    def _seed_waiting(tune_controller, group: str, trial) -> bool:
+        return any(other is not trial and other.status == Trial.PENDING and group_name(other.config) == group
+                   for other in tune_controller.get_trials())
 
     def debug_string(self) -> str:
         return f"MatchingScheduler: {len(self.stopped)} trajectories stopped after they stopped matching"

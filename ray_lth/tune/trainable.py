@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+import ray
 from ray import tune
 
 from ..config import ImpConfig
@@ -56,7 +57,8 @@ def imp_trainable(config: dict) -> None:
             state = resume_state(durable, Path(checkpoint_dir))
     else:
         state = resume_state(durable, None)
-    base = {"group": group_name(config), "seed": imp_config.seed, "trial_fs_path": str(trial_dir)}
+    base = {"group": group_name(config), "seed": imp_config.seed, "trial_fs_path": str(trial_dir),
+            "node_id": ray.get_runtime_context().get_node_id()}
     bookkeeping = 0.0
     for result in run_trajectory(imp_config, state):
         started = time.perf_counter()

@@ -1,0 +1,138 @@
+"""The sweep end to end on the shared Ray instance: results.csv, resume, faults, TensorBoard."""
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from ray_lth.spaces import SweepSpace
+from ray_lth.tune.sweep import SweepError, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _space(weights, seeds=(0, 1), rounds=3, **extra):
+    fixed = dict(model="resnet8", task="digits", rewind="pretrained", rounds=rounds, epochs=1,
+                 weights=str(weights), device="cpu")
+    return SweepSpace("test", fixed={**fixed, **extra}, grid=dict(seed=list(seeds)), weights="none", patience=100)
+
+
+def _rows(experiment):
+    with open(experiment / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _launch(address, storage, *args):
+    command = [sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", address, "--storage", str(storage),
+               "--space", "quick", "--set", "model=resnet8", "--set", "epochs=6", "--set", "rounds=4",
+               "--patience", "100", *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _wait_for_round(experiment, round_index, timeout=240):
+    """Poll the trials' result.json until one reports ``round_index``; return that result."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for result_file in experiment.glob("*/result.json"):
+            for line in result_file.read_text().splitlines():
+                try:
+                    result = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line being written
+                if result.get("round", -1) >= round_index:
+                    return result
+        time.sleep(0.5)
+    raise TimeoutError(f"no trial of {experiment} reached round {round_index}")
+
+
+def _reported_rounds(experiment):
+    return [json.loads(line)["round"] for f in experiment.glob("*/result.json") for line in f.read_text().splitlines()]
+
+
+def test_sweep_writes_one_row_per_trial_and_round_on_the_sparsity_grid(ray_cluster, resnet8_weights, tmp_path):
+    outcome = run_sweep(_space(resnet8_weights), tmp_path, "grid", verbose=0)
+    assert outcome.errors == []
+    rows = _rows(outcome.experiment_dir)
+    keys = [(r["trial_id"], int(r["round"])) for r in rows]
+    assert len(keys) == len(set(keys)) == 2 * 4
+    for r in rows:
+        assert abs(100 * float(r["sparsity"]) - 100 * (1 - 0.8 ** int(r["round"]))) < 0.01
+        assert r["matching"] in ("0", "1")
+    (summary,) = outcome.summary
+    assert summary["seeds"] == 2 and summary["trials"] == 2 and summary["epochs"] == 8
+    assert summary["dense_mean"] > 0.2
+    trial_dirs = [p for p in outcome.experiment_dir.iterdir() if (p / "trajectory").is_dir()]
+    assert len(trial_dirs) == 2
+    assert all(len(list((p / "trajectory").glob("mask_round_*.rlthmask"))) == 5 for p in trial_dirs)  # rounds 0..4
+    assert all(len(list(p.glob("checkpoint_*"))) == 4 for p in trial_dirs)  # retention keeps every round
+    event_dirs = list((outcome.experiment_dir / "tensorboard").iterdir())
+    assert sorted(d.name for d in event_dirs) == sorted(f"{summary['group']}-seed{s}" for s in (0, 1))
+    assert all(list(d.glob("events.out.tfevents.*")) for d in event_dirs)
+    with pytest.raises(SweepError, match="--resume"):
+        run_sweep(_space(resnet8_weights), tmp_path, "grid", verbose=0)
+
+
+def test_fractional_gpus_without_a_gpu_are_refused_up_front(ray_cluster, resnet8_weights, tmp_path):
+    space = _space(resnet8_weights)
+    space = SweepSpace(**{**space.__dict__, "gpus_per_trial": 0.25})
+    with pytest.raises(SweepError, match="0.25 GPU"):
+        run_sweep(space, tmp_path, "gpu", verbose=0)
+
+
+def test_invalid_space_is_rejected_before_ray_starts(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "launchers" / "sweep.py"), "--storage", str(tmp_path),
+                             "--set", "rewind=rewound"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "rewind='rewound' is not allowed" in result.stderr
+    assert "Started a local Ray instance" not in result.stderr + result.stdout
+
+
+def test_a_killed_worker_resumes_from_its_last_round(ray_cluster, tmp_path):
+    launcher = _launch(ray_cluster, tmp_path, "--set", "seed=[0]", "--name", "killw")
+    experiment = tmp_path / "killw"
+    result = _wait_for_round(experiment, 1)
+    os.kill(result["pid"], signal.SIGKILL)
+    output, _ = launcher.communicate(timeout=300)
+    assert launcher.returncode == 0, output
+    rounds = sorted(int(r["round"]) for r in _rows(experiment))
+    assert rounds == [0, 1, 2, 3, 4], output
+    reported = _reported_rounds(experiment)
+    assert reported.count(0) == 1 and reported.count(1) == 1, reported  # resumed, not restarted from round 0
+
+
+def test_a_killed_driver_resumes_with_the_same_rows_as_an_uninterrupted_run(ray_cluster, tmp_path):
+    launcher = _launch(ray_cluster, tmp_path, "--set", "seed=[0, 1]", "--name", "killd")
+    experiment = tmp_path / "killd"
+    _wait_for_round(experiment, 2)
+    os.killpg(launcher.pid, signal.SIGKILL)
+    launcher.communicate(timeout=60)
+    resumed = _launch(ray_cluster, tmp_path, "--name", "killd", "--resume")
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    rows = _rows(experiment)
+    keys = sorted((r["trial_name"].rsplit("-", 1)[-1], int(r["round"])) for r in rows)
+    assert keys == sorted((f"seed{s}", k) for s in (0, 1) for k in range(5)), output
+
+
+def test_two_node_cluster_places_trials_on_both_and_writes_one_storage(resnet8_weights, tmp_path):
+    # a separate process: Ray's local multi-node cluster cannot share the session's instance;
+    # a short temp dir, as Ray's socket paths must stay under 108 bytes
+    ray_temp = tempfile.mkdtemp(prefix="rlth-")
+    try:
+        result = subprocess.run([sys.executable, str(ROOT / "tests" / "multinode_sweep.py"), str(resnet8_weights),
+                                 str(tmp_path / "storage"), ray_temp], capture_output=True, text=True, timeout=400)
+    finally:
+        shutil.rmtree(ray_temp, ignore_errors=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["errors"] == [] and report["nodes"] == 2
+    assert len(report["checkpoints"]) == 4  # 2 trials x rounds 0..1
+    assert all(path.startswith(str(tmp_path / "storage" / "multinode")) for path in report["checkpoints"])
