@@ -46,6 +46,8 @@ def main(argv=None) -> int:
     parser, args = parse_args(argv)
     name = args.name or args.space
     storage = Path(args.storage).resolve()
+    if args.resume and (args.set or args.weights or args.data_root):
+        parser.error("--resume continues the sweep as it was started: drop --set, --weights and --data-root")
     try:
         space = load_space(args.space)
         overrides = parse_overrides(args.set)

@@ -20,3 +20,9 @@ def autocast(device: torch.device):
 def to_device_format(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     # channels-last pays on GPU convolutions; on the CPU it brings nothing for these models
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" and x.dim() == 4 else x
+
+
+def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move ``model`` to ``device``; channels-last weights on a GPU to match the inputs."""
+    model.to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model

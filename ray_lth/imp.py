@@ -17,7 +17,7 @@ from typing import Dict, Iterator, List, Optional
 import torch
 
 from .config import ImpConfig
-from .device import resolve_device
+from .device import prepare_model, resolve_device
 from .masks import Mask, load_mask, mask_digest, ones_mask, save_mask, sparsity
 from .models import build_model, get_model_spec, prunable_parameters
 from .pruning import prune
@@ -157,7 +157,7 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
         else:
             # round 0 starts from θ_p or θ_0 (held as the rewind state until θ_k% replaces it)
             restore_state(model, state.rewind_state, mask)
-        model.to(device)
+        prepare_model(model, device)
 
         rewind_state = state.rewind_state
         step_hook = None

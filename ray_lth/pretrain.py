@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .device import resolve_device
+from .device import prepare_model, resolve_device
 from .masks import ones_mask
 from .models import build_model, get_model_spec, prunable_parameters
 from .tasks import build_task
@@ -30,7 +30,7 @@ def pretrain(model_name: str, path, recipe: dict = EMBEDDED_RECIPE, device: str 
     torch.manual_seed(recipe["seed"])
     model = build_model(model_name, task.num_outputs)
     resolved = resolve_device(device)
-    model.to(resolved)
+    prepare_model(model, resolved)
     hparams = TrainHparams(epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
                            weight_decay=recipe["weight_decay"])
     spec = get_model_spec(model_name)

@@ -114,12 +114,16 @@ def test_a_killed_driver_resumes_with_the_same_rows_as_an_uninterrupted_run(ray_
     _wait_for_round(experiment, 2)
     os.killpg(launcher.pid, signal.SIGKILL)
     launcher.communicate(timeout=60)
-    resumed = _launch(ray_cluster, tmp_path, "--name", "killd", "--resume")
+    resumed = subprocess.Popen([sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", ray_cluster,
+                                "--storage", str(tmp_path), "--name", "killd", "--resume"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
     rows = _rows(experiment)
     keys = sorted((r["trial_name"].rsplit("-", 1)[-1], int(r["round"])) for r in rows)
     assert keys == sorted((f"seed{s}", k) for s in (0, 1) for k in range(5)), output
+    summary = list(csv.DictReader(open(experiment / "summary.csv")))
+    assert summary[0]["seeds"] == "2"  # the resumed sweep kept the space it started with
 
 
 def test_two_node_cluster_places_trials_on_both_and_writes_one_storage(resnet8_weights, tmp_path):
@@ -136,3 +140,20 @@ def test_two_node_cluster_places_trials_on_both_and_writes_one_storage(resnet8_w
     assert report["errors"] == [] and report["nodes"] == 2
     assert len(report["checkpoints"]) == 4  # 2 trials x rounds 0..1
     assert all(path.startswith(str(tmp_path / "storage" / "multinode")) for path in report["checkpoints"])
+
+
+def test_the_default_quick_space_end_to_end_lands_on_the_paper_grid(ray_cluster, tmp_path):
+    """README command 1's sweep (the `quick` space as shipped), joined to the session's Ray."""
+    result = subprocess.run([sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", ray_cluster,
+                             "--storage", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "max matching sparsity %" in result.stdout
+    rows = _rows(tmp_path / "quick")
+    assert {r["seed"] for r in rows} == {"0", "1", "2"}
+    keys = [(r["trial_id"], r["round"]) for r in rows]
+    assert len(keys) == len(set(keys))
+    for r in rows:
+        assert abs(100 * float(r["sparsity"]) - 100 * (1 - 0.8 ** int(r["round"]))) < 0.01
+    assert all(float(r["metric"]) > 0.5 for r in rows if r["round"] == "0")  # dense: far above chance (0.1)
+    summary = list(csv.DictReader(open(tmp_path / "quick" / "summary.csv")))
+    assert len(summary) == 1 and summary[0]["seeds"] == "3"

@@ -6,6 +6,8 @@ per trial and round), ``summary.csv`` and ``tensorboard/``.
 """
 
 import csv
+import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -23,6 +25,7 @@ from .tensorboard import TensorBoardCallback
 from .trainable import imp_trainable
 
 _MAX_FAILURES = 3
+SPACE_FILE = "ray_lth_space.json"
 
 
 class SweepError(RuntimeError):
@@ -57,7 +60,9 @@ def check_resources(space: SweepSpace) -> None:
 
 def run_sweep(space: SweepSpace, storage, name: str, resume: bool = False, verbose: int = 1,
               max_concurrent: Optional[int] = None) -> SweepOutcome:
-    """Run (or resume) the sweep; Ray must already be initialised (see launchers/sweep.py)."""
+    """Run (or resume) the sweep; Ray must already be initialised (see launchers/sweep.py).
+
+    A resumed sweep runs the space it was started with (saved in the experiment folder)."""
     storage = Path(storage).resolve()
     experiment_dir = storage / name
     started_before = (experiment_dir / "tuner.pkl").exists()
@@ -65,6 +70,12 @@ def run_sweep(space: SweepSpace, storage, name: str, resume: bool = False, verbo
         raise SweepError(f"experiment {experiment_dir} exists: pass --resume to continue it, or choose another --name")
     if resume and not started_before:
         raise SweepError(f"nothing to resume: {experiment_dir} holds no experiment")
+    space_file = experiment_dir / SPACE_FILE
+    if resume:
+        space = SweepSpace(**json.loads(space_file.read_text()))  # the space it started with
+    else:
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        space_file.write_text(json.dumps(dataclasses.asdict(space), indent=1))
     check_resources(space)
 
     tracker = MatchingTracker(space.seeds_per_group, space.patience)
