@@ -84,11 +84,23 @@ def main(argv=None) -> int:
              s["trials"], s["rounds_run"], s["epochs"]] for s in outcome.summary]
     print("\n" + format_table(["group", "seeds", "dense mean %", "dense std %", "max matching sparsity %", "trials",
                                "rounds run", "epochs"], rows))
+    if outcome.transfer:
+        print_transfer(outcome.transfer)
     print(f"\nresults: {outcome.experiment_dir / 'results.csv'}")
     print(f"tensorboard: tensorboard --logdir {outcome.experiment_dir / 'tensorboard'}")
     for error in outcome.errors:
         print(f"trial failed: {error}", file=sys.stderr)
     return 1 if outcome.errors else 0
+
+
+def print_transfer(transfer: dict) -> None:
+    rows = [[r["task"], r["round"], _pct(r["sparsity"]), _pct(r["mean"]), r["seeds"],
+             {True: "yes", False: "no", None: "?"}[r["matching"]]] for r in transfer["rows"]]
+    print("\ntransferred tickets (m_P, θ_p), judged against each task's dense fine-tune:")
+    print(format_table(["task", "upstream round", "sparsity %", "mean metric %", "seeds", "matching"], rows))
+    for task, best in transfer["max_matching_by_task"].items():
+        print(f"max matching sparsity on {task}: {_pct(best)}")
+    print(f"max universal sparsity (matching on every task): {_pct(transfer['max_universal_sparsity'])}")
 
 
 def _pct(value) -> str:

@@ -30,6 +30,8 @@ class ImpConfig:
     seed: int = 0
     schedule: str = "embedded"
     train: TrainHparams = field(default_factory=lambda: SCHEDULES["embedded"])
+    mask_file: Optional[str] = None  # a transferred ticket: round 0 trains under this mask, not dense
+    mask_label: str = ""  # names that mask in group names, e.g. "m_shapes-r3"
     data_root: Optional[str] = None
     image_size: int = 16
     device: str = "auto"
@@ -58,6 +60,8 @@ class ImpConfig:
             raise ValueError("rewind='init' trains from the random init θ_0, so weights would be unused: drop weights")
         if self.weights and not Path(self.weights).is_file():
             raise ValueError(f"weights={self.weights!r}: no such file")
+        if self.mask_file and not Path(self.mask_file).is_file():
+            raise ValueError(f"mask_file={self.mask_file!r}: no such file")
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {self.image_size}")
 

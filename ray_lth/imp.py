@@ -18,7 +18,7 @@ import torch
 
 from .config import ImpConfig
 from .device import prepare_model, resolve_device
-from .masks import Mask, load_mask, mask_digest, ones_mask, save_mask, sparsity
+from .masks import Mask, check_compatible, load_mask, mask_digest, ones_mask, save_mask, sparsity
 from .models import build_model, get_model_spec, prunable_parameters
 from .pruning import prune
 from .rewind import apply_mask, capture_state, early_rewind_iteration, restore_state
@@ -136,7 +136,10 @@ def describe_weights(config: ImpConfig) -> Optional[str]:
 
 
 def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, task=None) -> Iterator[RoundResult]:
-    """Run rounds ``state.next_round``..``config.rounds`` (all of them when ``state`` is None)."""
+    """Run rounds ``state.next_round``..``config.rounds`` (all of them when ``state`` is None).
+
+    With ``config.mask_file`` round 0 fine-tunes a transferred ticket under that fixed mask
+    (``rounds=0`` for a transfer trial: no further pruning)."""
     device = resolve_device(config.device)
     task = task or build_task(config.task, config.data_root, config.image_size, config.num_workers)
     if state is None:
@@ -144,7 +147,11 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
         if config.weights:
             load_pretrained(model, config.weights, spec.heads, config.weights_format)
         prunable = prunable_parameters(model, spec.never_pruned)
-        state = TrajectoryState(next_round=0, mask=ones_mask(prunable), round_mask=ones_mask(prunable),
+        first_mask = ones_mask(prunable)
+        if config.mask_file:
+            first_mask = load_mask(config.mask_file)
+            check_compatible(first_mask, prunable, what=f"mask_file {config.mask_file}")
+        state = TrajectoryState(next_round=0, mask=first_mask, round_mask=first_mask,
                                 rewind_state=capture_state(model))
     records = list(state.records)
 

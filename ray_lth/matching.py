@@ -70,13 +70,16 @@ class MatchingTracker:
     Pure bookkeeping (no Ray): ``MatchingScheduler`` feeds it results and asks ``should_stop``.
     """
 
-    def __init__(self, seeds_per_group: int, patience: int = 1):
+    def __init__(self, seeds_per_group: int, patience: int = 1, references: Optional[Mapping[str, str]] = None):
+        """``references`` maps a group to the group whose round 0 is its dense baseline: a
+        transferred ticket on task T is judged against the dense fine-tune on T, not itself."""
         if seeds_per_group < 1:
             raise ValueError(f"seeds_per_group must be >= 1, got {seeds_per_group}")
         if patience < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")
         self.seeds_per_group = seeds_per_group
         self.patience = patience
+        self.references = dict(references or {})
         # group -> trial -> round -> (sparsity, metric)
         self.results: Dict[str, Dict[str, Dict[int, tuple]]] = {}
 
@@ -85,6 +88,7 @@ class MatchingTracker:
 
     def band(self, group: str) -> Optional[DenseBand]:
         """The dense band, or None while fewer than ``seeds_per_group`` round-0 results are in."""
+        group = self.references.get(group, group)
         dense = [rounds[0][1] for rounds in self.results.get(group, {}).values() if 0 in rounds]
         return dense_band(dense) if len(dense) >= self.seeds_per_group else None
 
@@ -115,14 +119,18 @@ class MatchingTracker:
         the later rounds hold survivors only, whose mean would flatter the group.
         """
         band = self.band(group)
-        by_sparsity: Dict[float, list] = {}
-        for rounds in self.results.get(group, {}).values():
-            for s, m in rounds.values():
-                by_sparsity.setdefault(round(s, 6), []).append(m)
-        complete = {s: statistics.fmean(v) for s, v in by_sparsity.items() if band and len(v) >= band.seeds}
+        complete = {s: mean for s, (mean, n) in self.curve(group).items() if band and n >= band.seeds}
         best = max_matching_sparsity(complete, band) if band else None
         return {"group": group, "dense_mean": band.mean if band else None, "dense_std": band.std if band else None,
                 "seeds": band.seeds if band else 0, "max_matching_sparsity": best}
 
     def groups(self) -> list:
         return sorted(self.results)
+
+    def curve(self, group: str) -> Dict[float, tuple]:
+        """sparsity -> (mean metric over seeds, seeds) for one group."""
+        by_sparsity: Dict[float, list] = {}
+        for rounds in self.results.get(group, {}).values():
+            for s, m in rounds.values():
+                by_sparsity.setdefault(round(s, 6), []).append(m)
+        return {s: (statistics.fmean(v), len(v)) for s, v in sorted(by_sparsity.items())}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .config import ImpConfig
+from .transfer import TransferSpace
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 
@@ -30,6 +31,10 @@ class SweepSpace:
     @property
     def seeds_per_group(self) -> int:
         return len(self.grid.get("seed", [self.fixed.get("seed", 0)]))
+
+    @property
+    def model(self) -> str:
+        return str(self.fixed.get("model", "resnet20"))
 
     def with_overrides(self, overrides: Dict[str, object]) -> "SweepSpace":
         """``--set`` values: a list becomes a grid axis, anything else a fixed value."""
@@ -64,17 +69,19 @@ def space_names() -> List[str]:
     return sorted(p.stem for p in SPACES_DIR.glob("*.py") if not p.stem.startswith("_"))
 
 
-def load_space(name: str) -> SweepSpace:
+def load_space(name: str):
+    """The space of ``search_spaces/<name>.py``: a SweepSpace or a TransferSpace."""
     if name not in space_names():
         raise ValueError(f"No such search space: {name!r}; choose one of {space_names()} (files in {SPACES_DIR})")
     module = importlib.import_module(f"search_spaces.{name}")
     space = module.space()
-    if not isinstance(space, SweepSpace):
-        raise ValueError(f"search_spaces/{name}.py: space() must return a SweepSpace, got {type(space).__name__}")
+    if not isinstance(space, (SweepSpace, TransferSpace)):
+        raise ValueError(f"search_spaces/{name}.py: space() must return a SweepSpace or TransferSpace, "
+                         f"got {type(space).__name__}")
     return space
 
 
-def resolve_weights(space: SweepSpace, weights: Optional[str], cache_dir: Path) -> SweepSpace:
+def resolve_weights(space, weights: Optional[str], cache_dir: Path):
     """Fill in the ``weights`` field: the user's file, or the embedded θ_p (pre-trained once)."""
     if weights:
         return space.with_overrides({"weights": str(Path(weights).resolve())})
@@ -83,5 +90,5 @@ def resolve_weights(space: SweepSpace, weights: Optional[str], cache_dir: Path) 
     if space.weights == "embedded":
         from .pretrain import embedded_weights
 
-        return space.with_overrides({"weights": str(embedded_weights(space.fixed.get("model", "resnet20"), cache_dir))})
+        return space.with_overrides({"weights": str(embedded_weights(space.model, cache_dir))})
     return space

@@ -6,7 +6,9 @@ import torch
 
 from ray_lth.config import ImpConfig
 from ray_lth.imp import TrajectoryState, run_trajectory
-from ray_lth.masks import load_mask
+import pytest
+
+from ray_lth.masks import load_mask, mask_digest, save_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,3 +73,17 @@ def test_launcher_runs_prints_a_table_and_resumes(tmp_path, resnet8_weights):
     assert "resuming" in second.stdout and "36.00" in second.stdout
     other = subprocess.run(command + ["--set", "lr=0.5"], capture_output=True, text=True, timeout=300)
     assert other.returncode != 0 and "another config" in other.stderr
+
+
+def test_a_transferred_mask_is_fine_tuned_fixed_and_a_foreign_mask_refused(resnet8_weights, tmp_path):
+    upstream = list(run_trajectory(_config(resnet8_weights, task="shapes", rounds=2, epochs=1)))
+    upstream[-1].state.save(tmp_path / "up")
+    mask_file = tmp_path / "up" / "mask_round_02.rlthmask"
+    transfer = list(run_trajectory(_config(resnet8_weights, rounds=0, epochs=1, mask_file=str(mask_file),
+                                           mask_label="m_shapes-r2")))
+    assert len(transfer) == 1 and round(100 * transfer[0].record.sparsity, 2) == 36.0
+    assert transfer[0].record.mask_digest == mask_digest(upstream[-1].state.round_mask)[:16]
+    foreign = tmp_path / "foreign.rlthmask"
+    save_mask({"conv9.weight": torch.ones(3, dtype=torch.bool)}, foreign)
+    with pytest.raises(ValueError, match="foreign.rlthmask does not fit"):
+        list(run_trajectory(_config(resnet8_weights, rounds=0, epochs=1, mask_file=str(foreign))))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ray_lth.spaces import SweepSpace
+from ray_lth.transfer import TransferSpace
 from ray_lth.tune.sweep import SweepError, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,3 +158,29 @@ def test_the_default_quick_space_end_to_end_lands_on_the_paper_grid(ray_cluster,
     assert all(float(r["metric"]) > 0.5 for r in rows if r["round"] == "0")  # dense: far above chance (0.1)
     summary = list(csv.DictReader(open(tmp_path / "quick" / "summary.csv")))
     assert len(summary) == 1 and summary[0]["seeds"] == "3"
+
+
+def test_transfer_sweep_starts_tickets_while_the_upstream_runs_and_judges_them(ray_cluster, resnet8_weights, tmp_path):
+    space = TransferSpace(
+        "t", upstream=dict(model="resnet8", task="shapes", rewind="pretrained", epochs=8, weights=str(resnet8_weights),
+                           device="cpu"),
+        downstream={"digits": dict(epochs=1, device="cpu"), "gratings": dict(epochs=1, device="cpu")},
+        rounds=[1, 3], seeds=[0], weights="none")
+    outcome = run_sweep(space, tmp_path, "transfer", verbose=0)
+    assert outcome.errors == []
+    rows = _rows(outcome.experiment_dir)
+    upstream_rows = sorted(int(r["round"]) for r in rows if "-shapes-" in r["trial_name"])
+    assert upstream_rows == [0, 1, 2, 3]
+    assert len([r for r in rows if "-m_shapes-" in r["trial_name"]]) == 4  # 2 tasks x 2 rounds
+    tickets = {(r["trial_name"].split("-")[1], r["trial_name"].split("-m_shapes-")[1][:2]): float(r["sparsity"])
+               for r in rows if "-m_shapes-" in r["trial_name"]}
+    assert tickets == {("digits", "r1"): pytest.approx(0.2, abs=1e-4), ("gratings", "r1"): pytest.approx(0.2, abs=1e-4),
+                       ("digits", "r3"): pytest.approx(0.488, abs=1e-4), ("gratings", "r3"): pytest.approx(0.488, abs=1e-4)}
+    # the round-1 tickets finished before the upstream's last round did: they did not wait for it
+    upstream_dir = next(p for p in outcome.experiment_dir.iterdir() if "-shapes-" in p.name and p.is_dir())
+    upstream_end = (upstream_dir / "checkpoint_000003").stat().st_mtime
+    early = [p for p in outcome.experiment_dir.iterdir() if "-m_shapes-r1-" in p.name]
+    assert len(early) == 2 and all((p / "checkpoint_000000").stat().st_mtime < upstream_end for p in early)
+    verdicts = outcome.transfer
+    assert len(verdicts["rows"]) == 4 and all(r["matching"] in (True, False) for r in verdicts["rows"])
+    assert (outcome.experiment_dir / "transfer_summary.csv").exists()

@@ -10,7 +10,7 @@ from ray_lth.config import ImpConfig
 from ray_lth.imp import run_trajectory
 from ray_lth.matching import MatchingTracker
 from ray_lth.spaces import SweepSpace, load_space
-from ray_lth.tune.naming import group_name
+from ray_lth.naming import group_name
 from ray_lth.tune.scheduler import MatchingScheduler
 from ray_lth.tune.trainable import resume_state
 
@@ -18,7 +18,7 @@ from ray_lth.tune.trainable import resume_state
 class FakeTrial:
     def __init__(self, trial_id, seed, status=Trial.RUNNING):
         self.trial_id, self.status = trial_id, status
-        self.config = dict(model="resnet8", task="digits", rewind="pretrained", seed=seed)
+        self.config = dict(model="resnet8", task="digits", rewind="pretrained", seed=seed, rounds=5)
 
 
 class FakeController:
@@ -54,6 +54,9 @@ def test_scheduler_never_judges_on_a_partial_band_and_pauses_while_a_seed_waits(
     scheduler.on_trial_result(controller, trials[1], _result(trials[1], 0, 0.99))
     decision = scheduler.on_trial_result(controller, trials[0], _result(trials[0], 0, 0.90))
     assert decision == TrialScheduler.PAUSE  # seed 2 has not started: give it the slot
+    last_round = FakeTrial("d", 3)
+    last_round.config["rounds"] = 0  # a one-round trial has nothing left to pause for
+    assert scheduler.on_trial_result(controller, last_round, _result(last_round, 0, 0.9)) == TrialScheduler.CONTINUE
     trials[2].status = Trial.RUNNING
     assert scheduler.on_trial_result(controller, trials[0], _result(trials[0], 1, 0.10)) == TrialScheduler.CONTINUE
     scheduler.on_trial_result(controller, trials[2], _result(trials[2], 0, 0.95))

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset, TensorDataset
 from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2
 
-from .shapes import SHAPE_NAMES, make_shapes
+from .shapes import SHAPE_NAMES, make_gratings, make_shapes
 
 # (mean, std) per channel, used to normalise the inputs of each dataset
 _CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
@@ -32,6 +32,12 @@ def embedded_shapes(train: bool, image_size: int = 16, n_train: int = 4000, n_te
     """The procedural shapes set (8 classes); train and test come from different seeds."""
     images, labels = make_shapes(n_train if train else n_test, image_size, seed=0 if train else 1)
     return TensorDataset(_normalise(torch.from_numpy(images)), torch.from_numpy(labels)), len(SHAPE_NAMES)
+
+
+def embedded_gratings(train: bool, image_size: int = 16, n_train: int = 2000, n_test: int = 500) -> Tuple[Dataset, int]:
+    """Procedural oriented gratings (10 orientation classes); train and test from different seeds."""
+    images, labels = make_gratings(n_train if train else n_test, image_size, seed=2 if train else 3)
+    return TensorDataset(_normalise(torch.from_numpy(images)), torch.from_numpy(labels)), 10
 
 
 def embedded_digits(train: bool, image_size: int = 16) -> Tuple[Dataset, int]:
@@ -101,7 +107,7 @@ def visda2017(root: Path, train: bool):
                  lambda: tv_datasets.ImageFolder(folder, transform=transform), 12)
 
 
-EMBEDDED: Dict[str, Callable] = {"shapes": embedded_shapes, "digits": embedded_digits}
+EMBEDDED: Dict[str, Callable] = {"shapes": embedded_shapes, "digits": embedded_digits, "gratings": embedded_gratings}
 REAL: Dict[str, Callable] = {
     "cifar10": cifar10, "cifar100": cifar100, "svhn": svhn, "fashion_mnist": fashion_mnist, "visda2017": visda2017,
 }

@@ -50,3 +50,21 @@ def make_shapes(n: int, image_size: int = 16, seed: int = 0, num_classes: int = 
         image = np.where(inside[None], colour, background)
         images[i] = np.clip(image + rng.normal(0.0, 0.08, size=image.shape), 0.0, 1.0)
     return images, labels.astype(np.int64)
+
+
+def make_gratings(n: int, image_size: int = 16, seed: int = 0, num_classes: int = 10):
+    """``n`` sinusoidal gratings (n, 3, H, W) in [0, 1] whose label is the orientation (one of
+    ``num_classes`` angles in [0, π)), with random frequency, phase, colour and noise: a
+    low-level-texture task unlike the shapes, for transfer."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, num_classes, size=n)
+    ys, xs = np.mgrid[0:image_size, 0:image_size].astype(np.float32) / image_size
+    images = np.empty((n, 3, image_size, image_size), dtype=np.float32)
+    for i, label in enumerate(labels):
+        angle = np.pi * label / num_classes + rng.normal(0.0, 0.08)
+        frequency = rng.uniform(2.0, 4.0)
+        wave = np.sin(2 * np.pi * frequency * (xs * np.cos(angle) + ys * np.sin(angle)) + rng.uniform(0, 2 * np.pi))
+        colour = rng.uniform(0.3, 1.0, size=(3, 1, 1))
+        image = 0.5 + 0.5 * wave[None] * colour
+        images[i] = np.clip(image + rng.normal(0.0, 0.45, size=image.shape), 0.0, 1.0)
+    return images, labels.astype(np.int64)

@@ -19,7 +19,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from ..matching import MatchingTracker
-from .naming import group_name
+from ..naming import group_name
 
 
 class MatchingScheduler(FIFOScheduler):
@@ -38,7 +38,8 @@ class MatchingScheduler(FIFOScheduler):
                 "last_matching_round": self.tracker.last_matching_round(group, trial.trial_id),
             }
             return TrialScheduler.STOP
-        if self.tracker.band(group) is None and self._seed_waiting(tune_controller, group, trial):
+        has_more_rounds = round_index < int(trial.config.get("rounds", 0))
+        if has_more_rounds and self.tracker.band(group) is None and self._seed_waiting(tune_controller, group, trial):
             return TrialScheduler.PAUSE
         return TrialScheduler.CONTINUE
 

@@ -1,4 +1,4 @@
-"""Run a SweepSpace as a Ray Tune experiment and summarise the maximum matching sparsity.
+"""Run a SweepSpace (a grid) or a TransferSpace (dependent trials) as a Ray Tune experiment and summarise the maximum matching sparsity.
 
 Layout of one experiment, ``<storage>/<name>/``: Ray Tune's trial folders (each with a
 checkpoint per round and ``trajectory/`` holding every round's mask), ``results.csv`` (one row
@@ -18,7 +18,9 @@ from ray.tune import CLIReporter
 
 from ..matching import MatchingTracker
 from ..spaces import SweepSpace
-from .naming import trial_name
+from ..transfer import TransferSpace, transfer_verdicts
+from .dependency import DependencySearcher
+from ..naming import trial_name
 from .results import ResultsCallback, feed_tracker, read_results
 from .scheduler import MatchingScheduler
 from .tensorboard import TensorBoardCallback
@@ -37,6 +39,7 @@ class SweepOutcome:
     experiment_dir: Path
     summary: List[dict]
     errors: List[str]
+    transfer: Optional[dict] = None  # transfer_verdicts() of a TransferSpace
 
 
 def trial_name_creator(trial) -> str:
@@ -47,7 +50,7 @@ def trial_dirname_creator(trial) -> str:
     return f"{trial_name(trial.config)}_{trial.trial_id}"
 
 
-def check_resources(space: SweepSpace) -> None:
+def check_resources(space) -> None:
     """Trials that ask for resources the cluster lacks would stay PENDING forever: say so now."""
     available = ray.cluster_resources()
     if space.gpus_per_trial > available.get("GPU", 0):
@@ -58,7 +61,7 @@ def check_resources(space: SweepSpace) -> None:
                          f"{available.get('CPU', 0)}: lower --cpus-per-trial")
 
 
-def run_sweep(space: SweepSpace, storage, name: str, resume: bool = False, verbose: int = 1,
+def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
               max_concurrent: Optional[int] = None) -> SweepOutcome:
     """Run (or resume) the sweep; Ray must already be initialised (see launchers/sweep.py).
 
@@ -72,13 +75,16 @@ def run_sweep(space: SweepSpace, storage, name: str, resume: bool = False, verbo
         raise SweepError(f"nothing to resume: {experiment_dir} holds no experiment")
     space_file = experiment_dir / SPACE_FILE
     if resume:
-        space = SweepSpace(**json.loads(space_file.read_text()))  # the space it started with
+        saved = json.loads(space_file.read_text())  # the space it started with
+        space = (TransferSpace if saved["kind"] == "transfer" else SweepSpace)(**saved["space"])
     else:
         experiment_dir.mkdir(parents=True, exist_ok=True)
-        space_file.write_text(json.dumps(dataclasses.asdict(space), indent=1))
+        kind = "transfer" if isinstance(space, TransferSpace) else "grid"
+        space_file.write_text(json.dumps({"kind": kind, "space": dataclasses.asdict(space)}, indent=1))
     check_resources(space)
 
-    tracker = MatchingTracker(space.seeds_per_group, space.patience)
+    plan = space.plan() if isinstance(space, TransferSpace) else None
+    tracker = MatchingTracker(space.seeds_per_group, space.patience, plan.references if plan else None)
     trainable = tune.with_resources(imp_trainable, {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial})
     if resume:
         # the scheduler and callbacks come back from the experiment's own state; the results
@@ -87,13 +93,21 @@ def run_sweep(space: SweepSpace, storage, name: str, resume: bool = False, verbo
     else:
         reporter = CLIReporter(
             metric_columns={"round": "round", "sparsity": "sparsity", "metric": "metric", "matching": "matching"},
-            parameter_columns=sorted(set(space.grid)), max_report_frequency=15, sort_by_metric=False)
+            parameter_columns=["task", "seed"] if plan else sorted(set(space.grid)), max_report_frequency=15,
+            sort_by_metric=False)
+        if plan:
+            # trials come from the searcher, which starts each transfer trial once its mask exists
+            search = dict(search_alg=DependencySearcher(plan), num_samples=-1)
+            param_space = None
+        else:
+            search = dict(num_samples=1)
+            param_space = {**space.fixed, **{k: tune.grid_search(v) for k, v in space.grid.items()}}
         tuner = tune.Tuner(
             trainable,
-            param_space={**space.fixed, **{k: tune.grid_search(v) for k, v in space.grid.items()}},
+            param_space=param_space,
             tune_config=tune.TuneConfig(
-                scheduler=MatchingScheduler(tracker), num_samples=1, max_concurrent_trials=max_concurrent,
-                trial_name_creator=trial_name_creator, trial_dirname_creator=trial_dirname_creator),
+                scheduler=MatchingScheduler(tracker), max_concurrent_trials=max_concurrent,
+                trial_name_creator=trial_name_creator, trial_dirname_creator=trial_dirname_creator, **search),
             run_config=tune.RunConfig(
                 name=name, storage_path=str(storage), verbose=verbose, progress_reporter=reporter,
                 callbacks=[ResultsCallback(experiment_dir / "results.csv", tracker),
@@ -103,16 +117,20 @@ def run_sweep(space: SweepSpace, storage, name: str, resume: bool = False, verbo
         )
     grid = tuner.fit()
     errors = [f"{result.path}: {result.error}" for result in grid if result.error is not None]
-    summary = summarise(experiment_dir / "results.csv", space.seeds_per_group, space.patience)
+    # the verdicts come from results.csv alone, so they are the same after any resume
+    final = MatchingTracker(space.seeds_per_group, space.patience, plan.references if plan else None)
+    rows = list(read_results(experiment_dir / "results.csv").values())
+    feed_tracker(final, rows)
+    summary = summarise(final, rows)
     write_summary(experiment_dir / "summary.csv", summary)
-    return SweepOutcome(experiment_dir, summary, errors)
+    transfer = transfer_verdicts(final, plan, space.rounds) if plan else None
+    if transfer:
+        write_summary(experiment_dir / "transfer_summary.csv", transfer["rows"])
+    return SweepOutcome(experiment_dir, summary, errors, transfer)
 
 
-def summarise(results_csv: Path, seeds_per_group: int, patience: int = 1) -> List[dict]:
+def summarise(tracker: MatchingTracker, rows: List[dict]) -> List[dict]:
     """Per group: dense mean ± std over seeds and the largest sparsity whose seed-mean matches."""
-    tracker = MatchingTracker(seeds_per_group, patience)
-    rows = list(read_results(results_csv).values())
-    feed_tracker(tracker, rows)
     summary = []
     for group in tracker.groups():
         entry = tracker.group_summary(group)

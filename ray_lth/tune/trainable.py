@@ -19,9 +19,10 @@ from ray import tune
 
 from ..config import ImpConfig
 from ..imp import TrajectoryState, run_trajectory
-from .naming import group_name
+from ..naming import group_name
 
 TRAJECTORY_DIR = "trajectory"
+UPSTREAM_FAILED = "upstream_failed"  # set by DependencySearcher when a transfer trial cannot start
 
 
 def _candidate_states(folder: Path, label: str, all_rounds: bool) -> List[tuple]:
@@ -48,6 +49,8 @@ def resume_state(durable: Path, checkpoint_dir: Optional[Path]) -> Optional[Traj
 
 
 def imp_trainable(config: dict) -> None:
+    if UPSTREAM_FAILED in config:
+        raise RuntimeError(config[UPSTREAM_FAILED])
     imp_config = ImpConfig.from_dict(config)
     trial_dir = Path(tune.get_context().get_storage().trial_fs_path)
     durable = trial_dir / TRAJECTORY_DIR

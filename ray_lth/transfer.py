@@ -1,0 +1,129 @@
+"""Transfer of tickets as a plan of trials, and its verdicts (paper, section 4).
+
+A ``TransferSpace`` says: run IMP on the pre-training task P (the *upstream*, one trajectory per
+seed); at each listed upstream round k, fine-tune its mask m_P (sparsity 1 - 0.8^k) with θ_p on
+every downstream task T (a *dependent* trial, started as soon as that round's mask exists); and
+fine-tune the dense model on every T (the baseline each ticket on T is judged against).
+Optionally also run IMP on each T itself: (m_T, θ_p), (m_T, θ_0), (m_T, θ_5%) (Figure 3).
+No Ray here: ``ray_lth.tune.dependency`` runs the plan.
+"""
+
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Optional
+
+from .config import ImpConfig
+from .matching import MatchingTracker, is_matching
+from .naming import group_name
+
+TASK_SPECIFIC_REWINDS = ("pretrained", "init", "early")
+
+
+@dataclass(frozen=True)
+class Dependent:
+    upstream: int  # index into TransferPlan.upstream
+    round: int  # the upstream round whose mask (mask_round_KK) this trial fine-tunes
+    config: dict
+
+
+@dataclass(frozen=True)
+class TransferPlan:
+    upstream: List[dict]
+    independent: List[dict]  # dense baselines and task-specific IMP trajectories
+    dependents: List[Dependent]
+    references: Dict[str, str]  # group -> the dense-baseline group it is judged against
+    dense_groups: Dict[str, str]  # downstream task -> its dense-baseline group
+    ticket_groups: Dict[str, Dict[int, str]]  # downstream task -> upstream round -> group
+
+
+@dataclass(frozen=True)
+class TransferSpace:
+    description: str
+    upstream: Dict[str, object]  # ImpConfig fields of IMP on the pre-training task
+    downstream: Dict[str, Dict[str, object]]  # task -> its fine-tune settings (schedule, epochs, ...)
+    rounds: List[int]  # upstream rounds whose masks transfer
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    task_specific: List[str] = field(default_factory=list)  # rewinds of IMP on each downstream task
+    weights: str = "embedded"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    patience: int = 1_000  # never stop the upstream: every listed round's mask is needed
+
+    @property
+    def seeds_per_group(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def model(self) -> str:
+        return str(self.upstream.get("model", "resnet20"))
+
+    def with_overrides(self, overrides: Dict[str, object]) -> "TransferSpace":
+        """``--set`` for a transfer space: ``seed=[..]`` sets the seeds, ``rounds=[..]`` the
+        transferred rounds; any other key applies to the upstream and every downstream task."""
+        overrides = dict(overrides)
+        seeds = overrides.pop("seed", self.seeds)
+        rounds = overrides.pop("rounds", self.rounds)
+        return replace(self, seeds=list(seeds) if isinstance(seeds, list) else [seeds],
+                       rounds=list(rounds) if isinstance(rounds, list) else [rounds],
+                       upstream={**self.upstream, **overrides},
+                       downstream={t: {**v, **overrides} for t, v in self.downstream.items()})
+
+    def plan(self) -> TransferPlan:
+        if not self.rounds or min(self.rounds) < 1:
+            raise ValueError(f"rounds must list upstream rounds >= 1 (round k has sparsity 1-0.8^k), got {self.rounds}")
+        if not self.downstream:
+            raise ValueError("downstream must name at least one task")
+        unknown = sorted(set(self.task_specific) - set(TASK_SPECIFIC_REWINDS))
+        if unknown:
+            raise ValueError(f"task_specific rewinds {unknown} not allowed; choose from {list(TASK_SPECIFIC_REWINDS)}")
+        shared = {k: self.upstream[k] for k in ("model", "weights", "weights_format", "image_size") if k in self.upstream}
+        upstream_task = self.upstream.get("task", "shapes")
+        top_round = max(self.rounds)
+        upstream = [{**self.upstream, "rounds": max(int(self.upstream.get("rounds", 0)), top_round), "seed": s}
+                    for s in self.seeds]
+        independent, dependents, references, dense_groups, ticket_groups = [], [], {}, {}, {}
+        for task, settings in self.downstream.items():
+            base = {**shared, **settings, "task": task, "rewind": "pretrained", "rounds": 0}
+            dense_groups[task] = group_name({**base, "seed": 0})
+            independent += [{**base, "seed": s} for s in self.seeds]
+            ticket_groups[task] = {}
+            for k in self.rounds:
+                ticket = {**base, "mask_label": f"m_{upstream_task}-r{k}"}
+                ticket_groups[task][k] = group_name({**ticket, "seed": 0})
+                references[ticket_groups[task][k]] = dense_groups[task]
+                dependents += [Dependent(i, k, {**ticket, "seed": s}) for i, s in enumerate(self.seeds)]
+            for rewind in self.task_specific:
+                imp = {**base, "rewind": rewind, "rounds": top_round}
+                if rewind == "init":
+                    imp.pop("weights", None)
+                references[group_name({**imp, "seed": 0})] = dense_groups[task]
+                independent += [{**imp, "seed": s} for s in self.seeds]
+        return TransferPlan(upstream, independent, dependents, references, dense_groups, ticket_groups)
+
+    def validate(self) -> List[ImpConfig]:
+        plan = self.plan()
+        return [ImpConfig.from_dict(c) for c in plan.upstream + plan.independent + [d.config for d in plan.dependents]]
+
+
+def transfer_verdicts(tracker: MatchingTracker, plan: TransferPlan, rounds: List[int]) -> dict:
+    """Per downstream task: each transferred ticket's mean metric and verdict, the largest matching
+    sparsity; and the largest sparsity that is matching on every task (universal)."""
+    rows, best, universal_ok = [], {}, {k: True for k in rounds}
+    for task, dense_group in plan.dense_groups.items():
+        band = tracker.band(dense_group)
+        for k in rounds:
+            curve = tracker.curve(plan.ticket_groups[task][k])
+            if not curve or band is None:
+                universal_ok[k] = False
+                rows.append({"task": task, "round": k, "sparsity": None, "mean": None, "seeds": 0, "matching": None})
+                continue
+            ((sparsity, (mean, seeds)),) = curve.items()
+            matching = seeds >= band.seeds and is_matching(mean, band)
+            universal_ok[k] &= matching
+            rows.append({"task": task, "round": k, "sparsity": sparsity, "mean": mean, "seeds": seeds,
+                         "dense_mean": band.mean, "dense_std": band.std, "matching": matching})
+        matched = [r["sparsity"] for r in rows if r["task"] == task and r["matching"]]
+        best[task] = max(matched) if matched else None
+    universal = [r["sparsity"] for r in rows if r["matching"] and universal_ok[r["round"]]]
+    return {"rows": rows, "max_matching_by_task": best, "max_universal_sparsity": max(universal) if universal else None}
+
+

@@ -1,0 +1,90 @@
+"""DependencySearcher: runs a TransferPlan, starting each transfer trial as soon as the upstream
+round whose mask it fine-tunes exists, not after the whole upstream trajectory.
+
+Tune polls ``suggest`` (with ``num_samples=-1``): the upstream trajectories and the independent
+trials (dense baselines, task-specific IMP) come first; a dependent trial is suggested once its
+upstream has reported round k-1, after which ``mask_round_KK`` (the mask round k trains under)
+is on storage; ``None`` while none is ready; ``FINISHED`` once every trial is out. A dependent
+whose upstream failed, or ended before reaching round k, is still suggested, carrying the reason:
+the trial fails at once with a message naming the upstream trial.
+"""
+
+import pickle
+from pathlib import Path
+from typing import Dict, Optional
+
+from ray.tune.search import Searcher
+
+from ..naming import trial_name
+from ..transfer import TransferPlan
+from .trainable import UPSTREAM_FAILED
+
+
+class DependencySearcher(Searcher):
+    def __init__(self, plan: TransferPlan):
+        super().__init__()
+        self.plan = plan
+        self.plain = list(plan.upstream) + list(plan.independent)
+        self.next_plain = 0
+        self.role: Dict[str, tuple] = {}  # trial_id -> ("upstream", index) | ("independent",) | ("dependent", index)
+        self.upstream_round: Dict[int, int] = {}  # upstream index -> last round reported
+        self.upstream_path: Dict[int, str] = {}
+        self.upstream_ended: Dict[int, Optional[str]] = {}  # index -> None (finished) or an error text
+        self.issued: set = set()
+        self.issue_order: list = []  # (dependent index, upstream round reported when issued), for tests and logs
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True
+
+    def suggest(self, trial_id: str):
+        if self.next_plain < len(self.plain):
+            config = self.plain[self.next_plain]
+            index = self.next_plain
+            self.next_plain += 1
+            self.role[trial_id] = ("upstream", index) if index < len(self.plan.upstream) else ("independent",)
+            return dict(config)
+        for index, dependent in enumerate(self.plan.dependents):
+            if index in self.issued:
+                continue
+            config = self._ready(dependent)
+            if config is not None:
+                self.issued.add(index)
+                self.issue_order.append((index, self.upstream_round.get(dependent.upstream, -1)))
+                self.role[trial_id] = ("dependent", index)
+                return config
+        return Searcher.FINISHED if len(self.issued) == len(self.plan.dependents) else None
+
+    def _ready(self, dependent) -> Optional[dict]:
+        up = dependent.upstream
+        upstream_name = trial_name(self.plan.upstream[up])
+        if self.upstream_round.get(up, -1) >= dependent.round - 1 and up in self.upstream_path:
+            mask_file = Path(self.upstream_path[up]) / "trajectory" / f"mask_round_{dependent.round:02d}.rlthmask"
+            return {**dependent.config, "mask_file": str(mask_file)}
+        if up in self.upstream_ended:
+            error = self.upstream_ended[up]
+            why = (f"upstream trial {upstream_name} failed: {error}" if error else
+                   f"upstream trial {upstream_name} ended at round {self.upstream_round.get(up, -1)}, "
+                   f"before the mask of round {dependent.round} existed")
+            return {**dependent.config, UPSTREAM_FAILED: why}
+        return None
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        role = self.role.get(trial_id)
+        if role and role[0] == "upstream":
+            self.upstream_round[role[1]] = max(self.upstream_round.get(role[1], -1), int(result["round"]))
+            self.upstream_path[role[1]] = result["trial_fs_path"]
+
+    def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
+        role = self.role.get(trial_id)
+        if role and role[0] == "upstream":
+            if result and "round" in result:
+                self.on_trial_result(trial_id, result)
+            self.upstream_ended[role[1]] = "the trial errored (see its error.txt)" if error else None
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
