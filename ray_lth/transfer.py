@@ -93,7 +93,8 @@ class TransferSpace:
                 dependents += [Dependent(i, k, {**ticket, "seed": s}) for i, s in enumerate(self.seeds)]
             for rewind in self.task_specific:
                 imp = {**base, "rewind": rewind, "rounds": top_round}
-                if rewind == "init":
+                if rewind in ("init", "early"):
+                    # the paper's θ_0 and θ_5%: random init, and 5 % of training from it (section 3)
                     imp.pop("weights", None)
                 references[group_name({**imp, "seed": 0})] = dense_groups[task]
                 independent += [{**imp, "seed": s} for s in self.seeds]
