@@ -27,6 +27,11 @@ class SweepSpace:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     patience: int = 1  # pruned rounds in a row that fail to match before a trajectory stops
+    # Optuna: field -> ("loguniform"|"uniform", low, high) or ("choice", [values]); searched by
+    # OptunaSearch for ``num_samples`` trials, maximising ``objective`` (a key every result carries)
+    sample: Dict[str, tuple] = field(default_factory=dict)
+    num_samples: int = 1
+    objective: str = "own_max_matching_sparsity"
 
     @property
     def seeds_per_group(self) -> int:
@@ -62,7 +67,30 @@ class SweepSpace:
             raise ValueError(f"gpus_per_trial must be >= 0, got {self.gpus_per_trial}")
         if self.patience < 1:
             raise ValueError(f"patience must be >= 1, got {self.patience}")
-        return [ImpConfig.from_dict(config) for config in self.configs()]
+        if self.sample and any(len(v) > 1 for v in self.grid.values()):
+            raise ValueError(f"an Optuna space samples {sorted(self.sample)}: it takes no grid axes, got {sorted(self.grid)}")
+        if self.sample and self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        configs = self.configs()
+        for key, spec in self.sample.items():  # every bound and choice must make a valid config
+            configs += [{**configs[0], key: value} for value in _sample_extremes(key, spec)]
+        return [ImpConfig.from_dict(config) for config in configs]
+
+
+SAMPLE_KINDS = ("loguniform", "uniform", "choice")
+
+
+def _sample_extremes(key: str, spec) -> list:
+    if not isinstance(spec, (tuple, list)) or not spec or spec[0] not in SAMPLE_KINDS:
+        raise ValueError(f"sample[{key!r}] must be (kind, ...) with kind in {list(SAMPLE_KINDS)}, got {spec!r}")
+    if spec[0] == "choice":
+        if len(spec) != 2 or not isinstance(spec[1], (list, tuple)) or not spec[1]:
+            raise ValueError(f"sample[{key!r}] = ('choice', [values]) needs a non-empty list, got {spec!r}")
+        return list(spec[1])
+    if len(spec) != 3 or not spec[1] < spec[2] or (spec[0] == "loguniform" and spec[1] <= 0):
+        raise ValueError(f"sample[{key!r}] = ({spec[0]!r}, low, high) needs 0 < low < high for loguniform, "
+                         f"low < high for uniform; got {spec!r}")
+    return [spec[1], spec[2]]
 
 
 def space_names() -> List[str]:

@@ -63,7 +63,7 @@ def test_sweep_writes_one_row_per_trial_and_round_on_the_sparsity_grid(ray_clust
     outcome = run_sweep(_space(resnet8_weights), tmp_path, "grid", verbose=0)
     assert outcome.errors == []
     rows = _rows(outcome.experiment_dir)
-    keys = [(r["trial_id"], int(r["round"])) for r in rows]
+    keys = [(r["trial_name"], int(r["round"])) for r in rows]
     assert len(keys) == len(set(keys)) == 2 * 4
     for r in rows:
         assert abs(100 * float(r["sparsity"]) - 100 * (1 - 0.8 ** int(r["round"]))) < 0.01
@@ -151,7 +151,7 @@ def test_the_default_quick_space_end_to_end_lands_on_the_paper_grid(ray_cluster,
     assert "max matching sparsity %" in result.stdout
     rows = _rows(tmp_path / "quick")
     assert {r["seed"] for r in rows} == {"0", "1", "2"}
-    keys = [(r["trial_id"], r["round"]) for r in rows]
+    keys = [(r["trial_name"], r["round"]) for r in rows]
     assert len(keys) == len(set(keys))
     for r in rows:
         assert abs(100 * float(r["sparsity"]) - 100 * (1 - 0.8 ** int(r["round"]))) < 0.01
@@ -184,3 +184,15 @@ def test_transfer_sweep_starts_tickets_while_the_upstream_runs_and_judges_them(r
     verdicts = outcome.transfer
     assert len(verdicts["rows"]) == 4 and all(r["matching"] in (True, False) for r in verdicts["rows"])
     assert (outcome.experiment_dir / "transfer_summary.csv").exists()
+
+
+def test_optuna_search_samples_hparams_and_reports_its_objective(ray_cluster, resnet8_weights, tmp_path):
+    space = SweepSpace("optuna", fixed=dict(model="resnet8", task="digits", rewind="pretrained", rounds=2, epochs=1,
+                                            weights=str(resnet8_weights), device="cpu"),
+                       grid=dict(seed=[0]), sample=dict(lr=("loguniform", 0.01, 0.2)), num_samples=3,
+                       weights="none", patience=100)
+    outcome = run_sweep(space, tmp_path, "optuna", verbose=0)
+    assert outcome.errors == []
+    results = [json.loads(f.read_text().splitlines()[-1]) for f in outcome.experiment_dir.glob("*/result.json")]
+    assert len(results) == 3 and len({r["config"]["lr"] for r in results}) == 3
+    assert all(0.01 <= r["config"]["lr"] <= 0.2 and 0 <= r["own_max_matching_sparsity"] <= 0.3601 for r in results)

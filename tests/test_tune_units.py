@@ -20,6 +20,9 @@ class FakeTrial:
         self.trial_id, self.status = trial_id, status
         self.config = dict(model="resnet8", task="digits", rewind="pretrained", seed=seed, rounds=5)
 
+    def __str__(self):
+        return self.trial_id
+
 
 class FakeController:
     def __init__(self, trials):
@@ -94,3 +97,19 @@ def test_spaces_validate_before_ray_starts():
     grid = SweepSpace("t", fixed=dict(rewind="init"), grid=dict(seed=[0, 1], lr=[0.1, 0.01]))
     assert len(grid.validate()) == 4
     assert grid.with_overrides({"seed": [0, 1, 2, 3]}).seeds_per_group == 4
+
+
+def test_optuna_spaces_are_checked_before_ray_starts():
+    optuna = load_space("optuna_hparams")
+    assert optuna.sample and optuna.num_samples >= 10
+    base = SweepSpace("t", fixed=dict(rewind="init"), grid=dict(seed=[0]))
+    ok = SweepSpace(**{**base.__dict__, "sample": {"lr": ("loguniform", 0.01, 0.1), "rewind": ("choice", ["init"])}})
+    assert len(ok.validate()) == 1 + 2 + 1
+    with pytest.raises(ValueError, match=r"sample\['lr'\].*0 < low < high"):
+        SweepSpace(**{**base.__dict__, "sample": {"lr": ("loguniform", 0.0, 0.1)}}).validate()
+    with pytest.raises(ValueError, match="kind in"):
+        SweepSpace(**{**base.__dict__, "sample": {"lr": ("gaussian", 0.1, 0.2)}}).validate()
+    with pytest.raises(ValueError, match="prune_fraction must be in"):
+        SweepSpace(**{**base.__dict__, "sample": {"prune_fraction": ("uniform", 0.1, 1.5)}}).validate()
+    with pytest.raises(ValueError, match="takes no grid axes"):
+        SweepSpace(**{**base.__dict__, "grid": {"seed": [0, 1]}, "sample": {"lr": ("uniform", 0.1, 0.2)}}).validate()

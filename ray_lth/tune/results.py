@@ -1,7 +1,8 @@
 """results.csv: one row per (trial, round), rewritten atomically after every result.
 
-Rows are keyed by (trial_id, round), so a round re-run after a restart replaces its row instead
-of duplicating it, and a resumed sweep starts from the rows already on disk. The ``matching``
+Rows are keyed by (trial name, round) — names are unique per configuration, and stable when a
+restored sweep re-creates a trial under a new id — so a round re-run after a restart replaces its
+row instead of duplicating it, and a resumed sweep starts from the rows already on disk. The ``matching``
 column is filled from the MatchingTracker once the group's dense band is known.
 """
 
@@ -22,12 +23,12 @@ def read_results(path: Path) -> Dict[Tuple[str, int], dict]:
     if not path.exists():
         return {}
     with open(path, newline="") as f:
-        return {(row["trial_id"], int(row["round"])): row for row in csv.DictReader(f)}
+        return {(row["trial_name"], int(row["round"])): row for row in csv.DictReader(f)}
 
 
 def feed_tracker(tracker: MatchingTracker, rows) -> None:
     for row in rows:
-        tracker.add(row["group"], row["trial_id"], int(row["round"]), float(row["sparsity"]), float(row["metric"]))
+        tracker.add(row["group"], row["trial_name"], int(row["round"]), float(row["sparsity"]), float(row["metric"]))
 
 
 class ResultsCallback(Callback):
@@ -42,13 +43,13 @@ class ResultsCallback(Callback):
         feed_tracker(self.tracker, self.rows.values())
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        key = (trial.trial_id, int(result["round"]))
+        key = (str(trial), int(result["round"]))
         self.rows[key] = {"trial_id": trial.trial_id, "trial_name": str(trial), "group": result["group"],
                           "seed": result["seed"], "round": int(result["round"]), "sparsity": result["sparsity"],
                           "nominal_sparsity": result["nominal_sparsity"], "metric": result["metric"],
                           "epochs": result["epochs"], "round_seconds": result["round_seconds"],
                           "bookkeeping_seconds": result["bookkeeping_seconds"]}
-        verdict = self.tracker.verdict(result["group"], trial.trial_id, int(result["round"]))
+        verdict = self.tracker.verdict(result["group"], str(trial), int(result["round"]))
         result["matching"] = "?" if verdict is None else ("yes" if verdict else "no")  # shown in the progress table
         self._write()
 
@@ -61,7 +62,7 @@ class ResultsCallback(Callback):
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
-            for (trial_id, round_index), row in sorted(self.rows.items(), key=lambda kv: (kv[1]["group"], kv[0])):
-                verdict = self.tracker.verdict(row["group"], trial_id, round_index)
+            for (_, round_index), row in sorted(self.rows.items(), key=lambda kv: (kv[1]["group"], kv[0])):
+                verdict = self.tracker.verdict(row["group"], row["trial_name"], round_index)
                 writer.writerow({**row, "matching": "" if verdict is None else int(verdict)})
         os.replace(tmp, self.path)

@@ -27,15 +27,17 @@ class MatchingScheduler(FIFOScheduler):
         super().__init__()
         self.tracker = tracker
         self.metric_key = metric
-        self.stopped: Dict[str, dict] = {}  # trial_id -> {group, round, last_matching_round}
+        self.stopped: Dict[str, dict] = {}  # trial name -> {group, round, last_matching_round}
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        group, round_index = result["group"], int(result["round"])
-        self.tracker.add(group, trial.trial_id, round_index, result["sparsity"], result[self.metric_key])
-        if self.tracker.should_stop(group, trial.trial_id):
-            self.stopped[trial.trial_id] = {
+        # trials are keyed by name (unique per configuration), as in results.csv, so a trial that a
+        # restored sweep re-creates under a new id is still the same seed of its group
+        group, round_index, name = result["group"], int(result["round"]), str(trial)
+        self.tracker.add(group, name, round_index, result["sparsity"], result[self.metric_key])
+        if self.tracker.should_stop(group, name):
+            self.stopped[name] = {
                 "group": group, "round": round_index,
-                "last_matching_round": self.tracker.last_matching_round(group, trial.trial_id),
+                "last_matching_round": self.tracker.last_matching_round(group, name),
             }
             return TrialScheduler.STOP
         has_more_rounds = round_index < int(trial.config.get("rounds", 0))

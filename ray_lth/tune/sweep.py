@@ -15,6 +15,7 @@ from typing import List, Optional
 import ray
 from ray import tune
 from ray.tune import CLIReporter
+from ray.tune.search.optuna import OptunaSearch
 
 from ..matching import MatchingTracker
 from ..spaces import SweepSpace
@@ -42,12 +43,22 @@ class SweepOutcome:
     transfer: Optional[dict] = None  # transfer_verdicts() of a TransferSpace
 
 
+def _distribution(spec):
+    kind = spec[0]
+    if kind == "choice":
+        return tune.choice(list(spec[1]))
+    return tune.loguniform(spec[1], spec[2]) if kind == "loguniform" else tune.uniform(spec[1], spec[2])
+
+
 def trial_name_creator(trial) -> str:
     return trial_name(trial.config)
 
 
 def trial_dirname_creator(trial) -> str:
-    return f"{trial_name(trial.config)}_{trial.trial_id}"
+    # the name alone, not the trial id: if a driver dies before Tune's experiment snapshot holds a
+    # trial, the restored sweep creates it again with a new id, and it must find its own folder
+    # (and the rounds it finished there) instead of starting over
+    return trial_name(trial.config)
 
 
 def check_resources(space) -> None:
@@ -99,6 +110,11 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
             # trials come from the searcher, which starts each transfer trial once its mask exists
             search = dict(search_alg=DependencySearcher(plan), num_samples=-1)
             param_space = None
+        elif space.sample:
+            # Optuna's TPE over the sampled fields; each trial's objective is its own result
+            search = dict(search_alg=OptunaSearch(metric=space.objective, mode="max"), num_samples=space.num_samples)
+            param_space = {**space.fixed, **{k: v[0] for k, v in space.grid.items()},
+                           **{k: _distribution(spec) for k, spec in space.sample.items()}}
         else:
             search = dict(num_samples=1)
             param_space = {**space.fixed, **{k: tune.grid_search(v) for k, v in space.grid.items()}}

@@ -66,11 +66,14 @@ def imp_trainable(config: dict) -> None:
     for result in run_trajectory(imp_config, state):
         started = time.perf_counter()
         record = result.record
+        dense = result.state.records[0].metric
+        # the trial's own verdict, Eq. (1) against its round 0: the objective of an Optuna search
+        own_best = max(r.sparsity for r in result.state.records if r.metric >= dense)
         result.state.save(durable)
         metrics = {**base, **{f"m_{k}": v for k, v in record.metrics.items()}, "round": record.round,
                    "sparsity": record.sparsity, "nominal_sparsity": imp_config.sparsity_after(record.round),
                    "metric": record.metric, "epochs": record.epochs, "round_seconds": record.seconds,
-                   "bookkeeping_seconds": bookkeeping}
+                   "bookkeeping_seconds": bookkeeping, "own_max_matching_sparsity": own_best}
         with tempfile.TemporaryDirectory(prefix="ray_lth_round_") as tmp:
             result.state.save(tmp)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))

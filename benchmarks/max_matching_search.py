@@ -1,0 +1,96 @@
+"""Exhaustive evaluation vs the automatic search for the maximum matching sparsity, in one run,
+on the embedded transfer setting (no Ray: the IMP core directly).
+
+    python benchmarks/max_matching_search.py [--levels 10] [--seeds 3] [--task digits]
+
+1. IMP on the pre-training task (shapes, from the embedded θ_p), one trajectory, gives the masks
+   m_P of rounds 1..levels (shared by both methods, not counted).
+2. Dense fine-tunes on the downstream task, one per seed (the band; needed by both, counted in both).
+3. Exhaustive: fine-tune every level's mask with every seed; the answer is the sparsest level
+   whose seed-mean matches.
+4. Automatic: BoundarySearch (bisection with one seed, all seeds at the boundary and its
+   neighbour, one look-ahead probe); its fine-tunes are run for real, not looked up.
+Prints both answers (they must agree), the epochs each spent and their ratio (goal <= 0.40).
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ray_lth.boundary import BoundarySearch, exhaustive_max_matching  # noqa: E402
+from ray_lth.cli import format_table  # noqa: E402
+from ray_lth.config import ImpConfig  # noqa: E402
+from ray_lth.imp import MASK_FILE, run_trajectory  # noqa: E402
+from ray_lth.matching import dense_band  # noqa: E402
+from ray_lth.pretrain import embedded_weights  # noqa: E402
+from ray_lth.tasks import build_task  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--levels", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--task", default="digits")
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--epochs", type=int, default=4)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    work = Path(tempfile.mkdtemp(prefix="rlth-bench-"))
+    weights = str(embedded_weights(args.model, work / "cache"))
+    base = dict(model=args.model, weights=weights, rewind="pretrained", device="cpu")
+
+    started = time.perf_counter()
+    upstream = ImpConfig.from_dict({**base, "task": "shapes", "rounds": args.levels - 1, "epochs": 2})
+    for result in run_trajectory(upstream):
+        result.state.save(work / "upstream")  # after round k-1, mask_round_k exists
+    masks = [work / "upstream" / MASK_FILE.format(k) for k in range(1, args.levels + 1)]
+    task = build_task(args.task)
+    seeds = list(range(args.seeds))
+
+    def fine_tune(mask_file, seed) -> float:
+        config = ImpConfig.from_dict({**base, "task": args.task, "rounds": 0, "epochs": args.epochs, "seed": seed,
+                                      **({"mask_file": str(mask_file)} if mask_file else {})})
+        return next(iter(run_trajectory(config, task=task))).record.metric
+
+    band = dense_band([fine_tune(None, s) for s in seeds])
+    dense_epochs = args.epochs * len(seeds)
+
+    t0 = time.perf_counter()
+    table = {(lv, s): fine_tune(masks[lv], s) for lv in range(args.levels) for s in seeds}
+    exhaustive_seconds = time.perf_counter() - t0
+    exhaustive = exhaustive_max_matching(table, args.levels, seeds, band)
+
+    t0 = time.perf_counter()
+    search = BoundarySearch(args.levels, seeds, band)
+    while requests := search.requests():
+        for level, seed in requests:
+            search.tell(level, seed, fine_tune(masks[level], seed))
+    automatic_seconds = time.perf_counter() - t0
+    answer = search.answer()
+
+    def pct(level):
+        return "none" if level is None else f"{100 * (1 - 0.8 ** (level + 1)):.2f}"
+
+    exhaustive_epochs = dense_epochs + args.epochs * len(table)
+    automatic_epochs = dense_epochs + args.epochs * answer.evaluations
+    print(f"task={args.task} model={args.model} levels={args.levels} (20.00..{pct(args.levels - 1)} %) "
+          f"seeds={args.seeds} epochs/fine-tune={args.epochs} dense={100 * band.mean:.2f}±{100 * band.std:.2f} %")
+    print(format_table(
+        ["method", "max matching sparsity %", "fine-tunes", "epochs", "seconds"],
+        [["exhaustive", pct(exhaustive), len(table) + len(seeds), exhaustive_epochs, f"{exhaustive_seconds:.1f}"],
+         ["automatic", pct(answer.level), answer.evaluations + len(seeds), automatic_epochs,
+          f"{automatic_seconds:.1f}"]]))
+    print(f"answers equal: {exhaustive == answer.level}; epoch ratio automatic/exhaustive: "
+          f"{automatic_epochs / exhaustive_epochs:.3f}; seeds at boundary {answer.seeds_at_boundary}, "
+          f"at its neighbour {answer.seeds_at_neighbour}; uncertain: {answer.uncertain} ({answer.reason})")
+    print(f"total wall time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
