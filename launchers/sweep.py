@@ -96,6 +96,14 @@ def main(argv=None) -> int:
 
 
 def print_transfer(transfer: dict) -> None:
+    if "search" in transfer:
+        rows = [[task, _pct(a.get("sparsity")), a.get("round"), a.get("seeds_at_boundary"), a.get("seeds_at_neighbour"),
+                 f"{a.get('fine_tunes')}/{a.get('exhaustive_fine_tunes')}", a["reason"]]
+                for task, a in transfer["search"].items()]
+        print("\nautomatic search (bisection over the upstream rounds, all seeds at the boundary):")
+        print(format_table(["task", "max matching sparsity %", "round", "seeds at boundary", "seeds past it",
+                            "fine-tunes (vs exhaustive)", "confidence"], rows))
+        return
     rows = [[r["task"], r["round"], _pct(r["sparsity"]), _pct(r["mean"]), r["seeds"],
              {True: "yes", False: "no", None: "?"}[r["matching"]]] for r in transfer["rows"]]
     print("\ntransferred tickets (m_P, θ_p), judged against each task's dense fine-tune:")

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional
 
 from .config import ImpConfig
-from .matching import MatchingTracker, is_matching
+from .boundary import BoundarySearch
+from .matching import MatchingTracker, dense_band, is_matching
 from .naming import group_name
 
 TASK_SPECIFIC_REWINDS = ("pretrained", "init", "early")
+SEARCHES = ("exhaustive", "bisect")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,11 @@ class TransferPlan:
     references: Dict[str, str]  # group -> the dense-baseline group it is judged against
     dense_groups: Dict[str, str]  # downstream task -> its dense-baseline group
     ticket_groups: Dict[str, Dict[int, str]]  # downstream task -> upstream round -> group
+    rounds: List[int] = field(default_factory=list)
+    seeds: List[int] = field(default_factory=list)
+    search: str = "exhaustive"
+    dense_index: Dict[tuple, int] = field(default_factory=dict)  # (task, seed) -> index in independent
+    dependent_index: Dict[tuple, int] = field(default_factory=dict)  # (task, round, seed) -> index in dependents
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,9 @@ class TransferSpace:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     patience: int = 1_000  # never stop the upstream: every listed round's mask is needed
+    # "exhaustive": every round x seed on every task; "bisect": BoundarySearch over the rounds
+    # (bisection with one seed, all seeds at the boundary), once every mask exists
+    search: str = "exhaustive"
 
     @property
     def seeds_per_group(self) -> int:
@@ -58,11 +68,13 @@ class TransferSpace:
 
     def with_overrides(self, overrides: Dict[str, object]) -> "TransferSpace":
         """``--set`` for a transfer space: ``seed=[..]`` sets the seeds, ``rounds=[..]`` the
-        transferred rounds; any other key applies to the upstream and every downstream task."""
+        transferred rounds, ``search=bisect`` the search; any other key applies to the upstream
+        and every downstream task."""
         overrides = dict(overrides)
         seeds = overrides.pop("seed", self.seeds)
         rounds = overrides.pop("rounds", self.rounds)
-        return replace(self, seeds=list(seeds) if isinstance(seeds, list) else [seeds],
+        search = overrides.pop("search", self.search)
+        return replace(self, search=search, seeds=list(seeds) if isinstance(seeds, list) else [seeds],
                        rounds=list(rounds) if isinstance(rounds, list) else [rounds],
                        upstream={**self.upstream, **overrides},
                        downstream={t: {**v, **overrides} for t, v in self.downstream.items()})
@@ -72,6 +84,10 @@ class TransferSpace:
             raise ValueError(f"rounds must list upstream rounds >= 1 (round k has sparsity 1-0.8^k), got {self.rounds}")
         if not self.downstream:
             raise ValueError("downstream must name at least one task")
+        if self.search not in SEARCHES:
+            raise ValueError(f"search={self.search!r} is not allowed; choose one of {list(SEARCHES)}")
+        if sorted(set(self.rounds)) != list(self.rounds):
+            raise ValueError(f"rounds must be increasing and distinct, got {self.rounds}")
         unknown = sorted(set(self.task_specific) - set(TASK_SPECIFIC_REWINDS))
         if unknown:
             raise ValueError(f"task_specific rewinds {unknown} not allowed; choose from {list(TASK_SPECIFIC_REWINDS)}")
@@ -81,16 +97,21 @@ class TransferSpace:
         upstream = [{**self.upstream, "rounds": max(int(self.upstream.get("rounds", 0)), top_round), "seed": s}
                     for s in self.seeds]
         independent, dependents, references, dense_groups, ticket_groups = [], [], {}, {}, {}
+        dense_index, dependent_index = {}, {}
         for task, settings in self.downstream.items():
             base = {**shared, **settings, "task": task, "rewind": "pretrained", "rounds": 0}
             dense_groups[task] = group_name({**base, "seed": 0})
-            independent += [{**base, "seed": s} for s in self.seeds]
+            for s in self.seeds:
+                dense_index[(task, s)] = len(independent)
+                independent.append({**base, "seed": s})
             ticket_groups[task] = {}
             for k in self.rounds:
                 ticket = {**base, "mask_label": f"m_{upstream_task}-r{k}"}
                 ticket_groups[task][k] = group_name({**ticket, "seed": 0})
                 references[ticket_groups[task][k]] = dense_groups[task]
-                dependents += [Dependent(i, k, {**ticket, "seed": s}) for i, s in enumerate(self.seeds)]
+                for i, s in enumerate(self.seeds):
+                    dependent_index[(task, k, s)] = len(dependents)
+                    dependents.append(Dependent(i, k, {**ticket, "seed": s}))
             for rewind in self.task_specific:
                 imp = {**base, "rewind": rewind, "rounds": top_round}
                 if rewind in ("init", "early"):
@@ -98,7 +119,8 @@ class TransferSpace:
                     imp.pop("weights", None)
                 references[group_name({**imp, "seed": 0})] = dense_groups[task]
                 independent += [{**imp, "seed": s} for s in self.seeds]
-        return TransferPlan(upstream, independent, dependents, references, dense_groups, ticket_groups)
+        return TransferPlan(upstream, independent, dependents, references, dense_groups, ticket_groups,
+                            list(self.rounds), list(self.seeds), self.search, dense_index, dependent_index)
 
     def validate(self) -> List[ImpConfig]:
         plan = self.plan()
@@ -128,3 +150,44 @@ def transfer_verdicts(tracker: MatchingTracker, plan: TransferPlan, rounds: List
     return {"rows": rows, "max_matching_by_task": best, "max_universal_sparsity": max(universal) if universal else None}
 
 
+
+
+def new_boundary_search(plan: TransferPlan, dense_metrics: Dict[int, float]) -> BoundarySearch:
+    """The bisection over ``plan.rounds`` for one task, judged against its dense fine-tunes."""
+    return BoundarySearch(len(plan.rounds), plan.seeds, dense_band([dense_metrics[s] for s in plan.seeds]))
+
+
+def replay_boundary_searches(plan: TransferPlan, tracker: MatchingTracker) -> Dict[str, dict]:
+    """Re-derive each task's bisection answer from finished results alone (so it is the same after
+    any resume): drive a fresh BoundarySearch with the recorded metrics; a search whose next
+    request has no result yet is reported unfinished."""
+    answers = {}
+    for task, dense_group in plan.dense_groups.items():
+        dense = {int(trial.rsplit("seed", 1)[-1]): rounds[0][1]
+                 for trial, rounds in tracker.results.get(dense_group, {}).items() if 0 in rounds}
+        if len(dense) < len(plan.seeds):
+            answers[task] = {"finished": False, "reason": "dense fine-tunes missing"}
+            continue
+        search = new_boundary_search(plan, dense)
+        metrics = {}
+        for level, k in enumerate(plan.rounds):
+            for trial, rounds in tracker.results.get(plan.ticket_groups[task][k], {}).items():
+                metrics[(level, int(trial.rsplit("seed", 1)[-1]))] = rounds[0][1]
+        while requests := search.requests():
+            missing = [r for r in requests if r not in metrics]
+            if missing:
+                break
+            for level, seed in requests:
+                search.tell(level, seed, metrics[(level, seed)])
+        if search.requests():
+            answers[task] = {"finished": False, "reason": f"evaluation {search.requests()[0]} missing"}
+            continue
+        answer = search.answer()
+        round_k = plan.rounds[answer.level] if answer.level is not None else None
+        sparsity = next(iter(tracker.curve(plan.ticket_groups[task][round_k]))) if round_k is not None else None
+        answers[task] = {"finished": True, "round": round_k, "sparsity": sparsity,
+                         "seeds_at_boundary": answer.seeds_at_boundary,
+                         "seeds_at_neighbour": answer.seeds_at_neighbour, "fine_tunes": answer.evaluations,
+                         "exhaustive_fine_tunes": len(plan.rounds) * len(plan.seeds),
+                         "uncertain": answer.uncertain, "reason": answer.reason}
+    return answers

@@ -196,3 +196,18 @@ def test_optuna_search_samples_hparams_and_reports_its_objective(ray_cluster, re
     results = [json.loads(f.read_text().splitlines()[-1]) for f in outcome.experiment_dir.glob("*/result.json")]
     assert len(results) == 3 and len({r["config"]["lr"] for r in results}) == 3
     assert all(0.01 <= r["config"]["lr"] <= 0.2 and 0 <= r["own_max_matching_sparsity"] <= 0.3601 for r in results)
+
+
+def test_transfer_sweep_with_bisection_answers_from_fewer_fine_tunes(ray_cluster, resnet8_weights, tmp_path):
+    space = TransferSpace(
+        "t", upstream=dict(model="resnet8", task="shapes", rewind="pretrained", epochs=1, weights=str(resnet8_weights),
+                           device="cpu"),
+        downstream={"digits": dict(epochs=1, device="cpu")}, rounds=[1, 2, 3, 4, 5, 6], seeds=[0, 1],
+        weights="none", search="bisect")
+    outcome = run_sweep(space, tmp_path, "bisect", verbose=0)
+    assert outcome.errors == []
+    answer = outcome.transfer["search"]["digits"]
+    assert answer["finished"] and answer["fine_tunes"] < answer["exhaustive_fine_tunes"] == 12
+    tickets = [r for r in _rows(outcome.experiment_dir) if "-m_shapes-" in r["trial_name"]]
+    assert len(tickets) == answer["fine_tunes"]  # the sweep ran exactly what the search asked for
+    assert (outcome.experiment_dir / "max_matching_search.csv").exists()

@@ -89,3 +89,36 @@ def test_transfer_verdicts_universal_and_per_task():
     assert verdicts["max_matching_by_task"] == {"digits": 0.36, "gratings": 0.2}
     assert verdicts["max_universal_sparsity"] == 0.2
     assert group_name({**plan.dependents[0].config}) in plan.references
+
+
+def test_bisect_searcher_asks_only_for_the_fine_tunes_the_boundary_search_needs():
+    plan = _space(seeds=[0, 1], rounds=[1, 2, 3, 4, 5, 6, 7, 8], downstream={"digits": {}}, search="bisect").plan()
+    searcher = DependencySearcher(plan)
+    ids = iter(f"t{i}" for i in range(1000))
+    plain = {}
+    for _ in range(len(plan.upstream) + len(plan.independent)):
+        trial = next(ids)
+        plain[trial] = searcher.suggest(trial)
+    for trial, config in plain.items():
+        if config["task"] == "shapes":
+            searcher.on_trial_result(trial, {"round": 8, "trial_fs_path": f"/up{config['seed']}"})
+    assert searcher.suggest(next(ids)) is None  # no band before the dense fine-tunes finish
+    for trial, config in plain.items():
+        if config["task"] == "digits":
+            searcher.on_trial_complete(trial, {"metric": 0.90, "round": 0})
+    curve = {k: 0.95 if k <= 5 else 0.80 for k in range(1, 9)}  # matching up to round 5
+    asked = []
+    while True:
+        trial = next(ids)
+        config = searcher.suggest(trial)
+        if config == Searcher.FINISHED:
+            break
+        assert config is not None
+        round_k = int(config["mask_label"].rsplit("-r", 1)[1])
+        assert config["mask_file"] == f"/up{config['seed']}/trajectory/mask_round_{round_k:02d}.rlthmask"
+        asked.append((round_k, config["seed"]))
+        searcher.on_trial_complete(trial, {"metric": curve[round_k], "round": 0})
+    assert len(asked) < 8 * 2 and len(set(asked)) == len(asked)
+    assert {(5, 0), (5, 1), (6, 0), (6, 1)} <= set(asked)  # both seeds at the boundary and past it
+    answer = searcher.searches["digits"].answer()
+    assert plan.rounds[answer.level] == 5 and not answer.uncertain

@@ -7,6 +7,11 @@ upstream has reported round k-1, after which ``mask_round_KK`` (the mask round k
 is on storage; ``None`` while none is ready; ``FINISHED`` once every trial is out. A dependent
 whose upstream failed, or ended before reaching round k, is still suggested, carrying the reason:
 the trial fails at once with a message naming the upstream trial.
+
+With ``search="bisect"`` the dependents are not all run: per task, once its dense fine-tunes have
+given the band, a BoundarySearch asks for (round, seed) fine-tunes one step at a time and the
+searcher suggests exactly those (each still waits for its mask), finishing when every task's
+search has its answer.
 """
 
 import pickle
@@ -16,7 +21,8 @@ from typing import Dict, Optional
 from ray.tune.search import Searcher
 
 from ..naming import trial_name
-from ..transfer import TransferPlan
+from ..boundary import BoundarySearch
+from ..transfer import TransferPlan, new_boundary_search
 from .trainable import UPSTREAM_FAILED
 
 
@@ -26,11 +32,15 @@ class DependencySearcher(Searcher):
         self.plan = plan
         self.plain = list(plan.upstream) + list(plan.independent)
         self.next_plain = 0
-        self.role: Dict[str, tuple] = {}  # trial_id -> ("upstream", index) | ("independent",) | ("dependent", index)
+        self.role: Dict[str, tuple] = {}  # trial_id -> ("upstream"|"independent"|"dependent", index)
         self.upstream_round: Dict[int, int] = {}  # upstream index -> last round reported
         self.upstream_path: Dict[int, str] = {}
         self.upstream_ended: Dict[int, Optional[str]] = {}  # index -> None (finished) or an error text
         self.issued: set = set()
+        # search="bisect": per task, the dense metrics per seed, then a BoundarySearch over the rounds
+        self.dense_metrics: Dict[str, Dict[int, float]] = {}
+        self.searches: Dict[str, BoundarySearch] = {}
+        self.in_flight: set = set()
         self.issue_order: list = []  # (dependent index, upstream round reported when issued), for tests and logs
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -41,8 +51,11 @@ class DependencySearcher(Searcher):
             config = self.plain[self.next_plain]
             index = self.next_plain
             self.next_plain += 1
-            self.role[trial_id] = ("upstream", index) if index < len(self.plan.upstream) else ("independent",)
+            self.role[trial_id] = ("upstream", index) if index < len(self.plan.upstream) else (
+                "independent", index - len(self.plan.upstream))
             return dict(config)
+        if self.plan.search == "bisect":
+            return self._suggest_bisect(trial_id)
         for index, dependent in enumerate(self.plan.dependents):
             if index in self.issued:
                 continue
@@ -53,6 +66,43 @@ class DependencySearcher(Searcher):
                 self.role[trial_id] = ("dependent", index)
                 return config
         return Searcher.FINISHED if len(self.issued) == len(self.plan.dependents) else None
+
+    def _suggest_bisect(self, trial_id: str):
+        finished = True
+        for task in self.plan.dense_groups:
+            search = self.searches.get(task)
+            if search is None:
+                finished = False  # the task's dense band is not known yet
+                continue
+            for level, seed in search.requests():
+                finished = False
+                index = self.plan.dependent_index[(task, self.plan.rounds[level], seed)]
+                if index in self.issued:
+                    continue  # already running
+                config = self._ready(self.plan.dependents[index])
+                if config is not None:
+                    self.issued.add(index)
+                    self.in_flight.add(index)
+                    self.issue_order.append((index, self.upstream_round.get(self.plan.dependents[index].upstream, -1)))
+                    self.role[trial_id] = ("dependent", index)
+                    return config
+        return Searcher.FINISHED if finished and not self.in_flight else None
+
+    def _record_bisect(self, role: tuple, result: Optional[dict], error: bool) -> None:
+        metric = float("-inf") if error or not result or "metric" not in result else float(result["metric"])
+        if role[0] == "independent":
+            keys = [key for key, i in self.plan.dense_index.items() if i == role[1]]
+            if keys:
+                (task, seed), = keys
+                self.dense_metrics.setdefault(task, {})[seed] = metric
+                if len(self.dense_metrics[task]) == len(self.plan.seeds):
+                    self.searches[task] = new_boundary_search(self.plan, self.dense_metrics[task])
+        elif role[0] == "dependent":
+            dependent = self.plan.dependents[role[1]]
+            task = dependent.config["task"]
+            # a failed fine-tune counts as not matching, so the search moves on
+            self.searches[task].tell(self.plan.rounds.index(dependent.round), dependent.config["seed"], metric)
+            self.in_flight.discard(role[1])
 
     def _ready(self, dependent) -> Optional[dict]:
         up = dependent.upstream
@@ -80,6 +130,8 @@ class DependencySearcher(Searcher):
             if result and "round" in result:
                 self.on_trial_result(trial_id, result)
             self.upstream_ended[role[1]] = "the trial errored (see its error.txt)" if error else None
+        elif role and self.plan.search == "bisect":
+            self._record_bisect(role, result, error)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

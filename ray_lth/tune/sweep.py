@@ -19,7 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ..matching import MatchingTracker
 from ..spaces import SweepSpace
-from ..transfer import TransferSpace, transfer_verdicts
+from ..transfer import TransferSpace, replay_boundary_searches, transfer_verdicts
 from .dependency import DependencySearcher
 from ..naming import trial_name
 from .results import ResultsCallback, feed_tracker, read_results
@@ -142,6 +142,10 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
     transfer = transfer_verdicts(final, plan, space.rounds) if plan else None
     if transfer:
         write_summary(experiment_dir / "transfer_summary.csv", transfer["rows"])
+        if plan.search == "bisect":
+            transfer["search"] = replay_boundary_searches(plan, final)
+            write_summary(experiment_dir / "max_matching_search.csv",
+                          [{"task": task, **answer} for task, answer in transfer["search"].items()])
     return SweepOutcome(experiment_dir, summary, errors, transfer)
 
 
