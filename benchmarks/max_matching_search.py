@@ -14,6 +14,7 @@ Prints both answers (they must agree), the epochs each spent and their ratio (go
 """
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--task", default="digits")
     parser.add_argument("--model", default="resnet20")
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--probe-seeds", type=int, default=1, help="seeds per bisection probe")
+    parser.add_argument("--save-table", help="write the exhaustive (level, seed) -> metric table as JSON")
     args = parser.parse_args()
     torch.set_num_threads(2)
     work = Path(tempfile.mkdtemp(prefix="rlth-bench-"))
@@ -67,7 +70,10 @@ def main() -> None:
     exhaustive = exhaustive_max_matching(table, args.levels, seeds, band)
 
     t0 = time.perf_counter()
-    search = BoundarySearch(args.levels, seeds, band)
+    if args.save_table:
+        Path(args.save_table).write_text(json.dumps({"dense": [band.mean, band.std, band.seeds],
+                                                     "table": [[lv, s, m] for (lv, s), m in table.items()]}))
+    search = BoundarySearch(args.levels, seeds, band, probe_seeds=args.probe_seeds)
     while requests := search.requests():
         for level, seed in requests:
             search.tell(level, seed, fine_tune(masks[level], seed))

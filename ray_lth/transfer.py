@@ -137,7 +137,9 @@ def transfer_verdicts(tracker: MatchingTracker, plan: TransferPlan, rounds: List
             curve = tracker.curve(plan.ticket_groups[task][k])
             if not curve or band is None:
                 universal_ok[k] = False
-                rows.append({"task": task, "round": k, "sparsity": None, "mean": None, "seeds": 0, "matching": None})
+                rows.append({"task": task, "round": k, "sparsity": None, "mean": None, "seeds": 0,
+                             "dense_mean": band.mean if band else None, "dense_std": band.std if band else None,
+                             "matching": None})
                 continue
             ((sparsity, (mean, seeds)),) = curve.items()
             matching = seeds >= band.seeds and is_matching(mean, band)

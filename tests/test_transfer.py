@@ -72,7 +72,7 @@ def test_a_failed_upstream_fails_its_dependants_by_name_and_state_survives_save(
 
 
 def test_transfer_verdicts_universal_and_per_task():
-    plan = _space().plan()
+    plan = _space(rounds=[1, 2, 3]).plan()
     tracker = MatchingTracker(2, references=plan.references)
 
     def add(group, values, sparsity):
@@ -85,7 +85,9 @@ def test_transfer_verdicts_universal_and_per_task():
     add(plan.ticket_groups["digits"][2], [0.90, 0.90], 0.36)
     add(plan.ticket_groups["gratings"][1], [0.80, 0.80], 0.2)  # tie with the band: matching
     add(plan.ticket_groups["gratings"][2], [0.79, 0.80], 0.36)
-    verdicts = transfer_verdicts(tracker, plan, [1, 2])
+    verdicts = transfer_verdicts(tracker, plan, [1, 2, 3])  # round 3 never ran: reported, not matching
+    assert [r["matching"] for r in verdicts["rows"] if r["round"] == 3] == [None, None]
+    assert set(verdicts["rows"][2]) == set(verdicts["rows"][0])
     assert verdicts["max_matching_by_task"] == {"digits": 0.36, "gratings": 0.2}
     assert verdicts["max_universal_sparsity"] == 0.2
     assert group_name({**plan.dependents[0].config}) in plan.references

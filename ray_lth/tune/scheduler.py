@@ -23,8 +23,9 @@ from ..naming import group_name
 
 
 class MatchingScheduler(FIFOScheduler):
-    def __init__(self, tracker: MatchingTracker, metric: str = "metric"):
+    def __init__(self, tracker: MatchingTracker, metric: str = "metric", pause_for_band: bool = True):
         super().__init__()
+        self.pause_for_band = pause_for_band  # off where nothing is ever stopped (transfer upstreams)
         self.tracker = tracker
         self.metric_key = metric
         self.stopped: Dict[str, dict] = {}  # trial name -> {group, round, last_matching_round}
@@ -41,7 +42,8 @@ class MatchingScheduler(FIFOScheduler):
             }
             return TrialScheduler.STOP
         has_more_rounds = round_index < int(trial.config.get("rounds", 0))
-        if has_more_rounds and self.tracker.band(group) is None and self._seed_waiting(tune_controller, group, trial):
+        band_unknown = self.tracker.band(group) is None
+        if self.pause_for_band and has_more_rounds and band_unknown and self._seed_waiting(tune_controller, group, trial):
             return TrialScheduler.PAUSE
         return TrialScheduler.CONTINUE
 

@@ -122,7 +122,7 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                scheduler=MatchingScheduler(tracker), max_concurrent_trials=max_concurrent,
+                scheduler=MatchingScheduler(tracker, pause_for_band=plan is None), max_concurrent_trials=max_concurrent,
                 trial_name_creator=trial_name_creator, trial_dirname_creator=trial_dirname_creator, **search),
             run_config=tune.RunConfig(
                 name=name, storage_path=str(storage), verbose=verbose, progress_reporter=reporter,
@@ -168,7 +168,8 @@ def summarise(tracker: MatchingTracker, rows: List[dict]) -> List[dict]:
 def write_summary(path: Path, summary: List[dict]) -> None:
     if not summary:
         return
+    fieldnames = list(dict.fromkeys(key for row in summary for key in row))  # every key, first-seen order
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(summary[0]))
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
         writer.writeheader()
         writer.writerows(summary)
