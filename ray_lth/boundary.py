@@ -4,8 +4,10 @@ Where every level can be evaluated on its own (transfer: every upstream round's 
 exists), exhaustive evaluation trains every level × every seed. ``BoundarySearch`` instead
 bisects over the levels with one seed, assuming matching is monotone (dense side matches, sparse
 side fails), then confirms the boundary with all seeds at the boundary and its sparser neighbour
-(adaptive replicates), moving the boundary while the confirmation disagrees, and finally probes
-``lookahead`` levels past the boundary with one seed. It asks for
+(adaptive replicates; a probe within ``margin`` of the threshold gets every seed at once), moving
+the boundary while the confirmation disagrees, and finally probes ``lookahead`` levels past the
+boundary with one seed; where one matches (confirmed with every seed) the curve recovered, and
+the bisection goes on past it, so the answer is the sparsest matching level it has seen. It asks for
 (level, seed) evaluations and is told their metric, so the same object drives a synchronous loop
 (benchmarks) or a Tune searcher.
 
@@ -34,7 +36,7 @@ class BoundaryAnswer:
 
 class BoundarySearch:
     def __init__(self, num_levels: int, seeds: Sequence[int], band: DenseBand, probe_seeds: int = 1,
-                 lookahead: int = 1):
+                 lookahead: int = 1, margin: Optional[float] = None):
         if num_levels < 1:
             raise ValueError(f"num_levels must be >= 1, got {num_levels}")
         if not 1 <= probe_seeds <= len(seeds):
@@ -44,6 +46,9 @@ class BoundarySearch:
         self.band = band
         self.probe_seeds = self.seeds[:probe_seeds]
         self.lookahead = lookahead  # probe-seed checks past the boundary, to catch a curve that recovers
+        # a probe whose mean lies within ``margin`` of the threshold is too close to call with few
+        # seeds: that level gets every seed before the bisection moves (default: 2 dense stds)
+        self.margin = 2 * band.std if margin is None else margin
         self.results: Dict[Tuple[int, int], float] = {}
         self.low, self.high = -1, num_levels  # invariant: level low matches (or -1), level high fails (or n)
 
@@ -63,6 +68,11 @@ class BoundarySearch:
                 verdict = self.matches(mid, self.probe_seeds)
                 if verdict is None:
                     return self._missing(mid, self.probe_seeds)
+                if self._too_close(mid):
+                    missing = self._missing(mid, self.seeds)
+                    if missing:
+                        return missing
+                    verdict = self.matches(mid, self.seeds)
                 self.low, self.high = (mid, self.high) if verdict else (self.low, mid)
                 continue
             # confirmation phase: all seeds at the boundary and at its sparser neighbour
@@ -77,7 +87,24 @@ class BoundarySearch:
                 self.low, self.high = self.high, self.high + 1  # ... or sparser
                 continue
             beyond = range(self.high + 1, min(self.high + 1 + self.lookahead, self.num_levels))
-            return [r for level in beyond for r in self._missing(level, self.probe_seeds)]
+            missing = [r for level in beyond for r in self._missing(level, self.probe_seeds)]
+            if missing:
+                return missing
+            recovered = None
+            for level in beyond:  # the curve may recover past a failing level: check with every seed
+                if self.matches(level, self.probe_seeds):
+                    missing = self._missing(level, self.seeds)
+                    if missing:
+                        return missing
+                    if self.matches(level, self.seeds):
+                        recovered = level
+            if recovered is None:
+                return []
+            self.low, self.high = recovered, self.num_levels  # search on past the recovery
+
+    def _too_close(self, level: int) -> bool:
+        mean = statistics.fmean(self.results[(level, s)] for s in self.probe_seeds)
+        return abs(mean - self.band.threshold) <= self.margin
 
     def _missing(self, level: int, seeds: Sequence[int]) -> List[Tuple[int, int]]:
         return [(level, s) for s in seeds if (level, s) not in self.results]

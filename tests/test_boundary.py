@@ -44,7 +44,7 @@ def test_replicates_move_a_boundary_one_noisy_seed_got_wrong():
 def test_non_monotone_curve_is_flagged_uncertain():
     curve = [0.95, 0.95, 0.95, 0.80, 0.95, 0.95, 0.80, 0.80]  # a dip at level 3, recovery at 4..5
     answer, scan = _run(curve)
-    assert scan == 5 and answer.level == 2  # bisection stops at the dip ...
+    assert answer.level == scan == 5  # the look-ahead saw the recovery and the search went on past it
     assert answer.uncertain and "level 4 matched although level 3 failed" in answer.reason  # ... and says so
 
 
@@ -53,3 +53,11 @@ def test_bad_arguments_are_rejected():
         BoundarySearch(5, SEEDS, BAND, probe_seeds=4)
     with pytest.raises(ValueError, match="num_levels"):
         BoundarySearch(0, SEEDS, BAND)
+
+
+def test_a_probe_close_to_the_threshold_gets_every_seed_at_once():
+    band = dense_band([0.90, 0.91, 0.92])  # threshold 0.90, std 0.01 -> margin 0.02
+    search = BoundarySearch(8, SEEDS, band)
+    (level, seed), = search.requests()
+    search.tell(level, seed, 0.905)  # 0.005 above the threshold: too close to call on one seed
+    assert sorted(search.requests()) == [(level, 1), (level, 2)]
