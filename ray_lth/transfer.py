@@ -9,7 +9,7 @@ No Ray here: ``ray_lth.tune.dependency`` runs the plan.
 """
 
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from .config import ImpConfig
 from .boundary import BoundarySearch

@@ -155,11 +155,11 @@ def summarise(tracker: MatchingTracker, rows: List[dict]) -> List[dict]:
     for group in tracker.groups():
         entry = tracker.group_summary(group)
         group_rows = [r for r in rows if r["group"] == group]
-        entry["trials"] = len({r["trial_id"] for r in group_rows})
+        entry["trials"] = len({r["trial_name"] for r in group_rows})
         entry["rounds_run"] = len(group_rows)
         last_epochs = {}
         for r in group_rows:  # "epochs" is cumulative per trial: its largest value is what it spent
-            last_epochs[r["trial_id"]] = max(last_epochs.get(r["trial_id"], 0), int(r["epochs"]))
+            last_epochs[r["trial_name"]] = max(last_epochs.get(r["trial_name"], 0), int(r["epochs"]))
         entry["epochs"] = sum(last_epochs.values())
         summary.append(entry)
     return summary
