@@ -24,7 +24,7 @@ from .pruning import prune
 from .rewind import apply_mask, capture_state, early_rewind_iteration, restore_state
 from .tasks import build_task
 from .train import train_masked
-from .weights import file_sha256, load_pretrained
+from .weights import load_pretrained
 
 STATE_FILE = "trajectory.json"
 MASK_FILE = "mask_round_{:02d}.rlthmask"
@@ -129,10 +129,6 @@ def _fresh_model(config: ImpConfig, num_outputs: int, round_index: int):
     # builders draw from the global RNG: seed it so that θ_0 (and the head) is reproducible
     torch.manual_seed(round_generator(config.seed, round_index, _INIT).initial_seed())
     return spec, build_model(config.model, num_outputs)
-
-
-def describe_weights(config: ImpConfig) -> Optional[str]:
-    return file_sha256(config.weights) if config.weights else None
 
 
 def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, task=None) -> Iterator[RoundResult]:
