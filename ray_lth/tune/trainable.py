@@ -48,6 +48,23 @@ def resume_state(durable: Path, checkpoint_dir: Optional[Path]) -> Optional[Traj
     return None
 
 
+def _round_metrics(base: dict, config: ImpConfig, records: list, bookkeeping: float) -> dict:
+    record = records[-1]
+    dense = records[0].metric
+    # the trial's own verdict, Eq. (1) against its round 0: the objective of an Optuna search
+    own_best = max(r.sparsity for r in records if r.metric >= dense)
+    return {**base, **{f"m_{k}": v for k, v in record.metrics.items()}, "round": record.round,
+            "sparsity": record.sparsity, "nominal_sparsity": config.sparsity_after(record.round),
+            "metric": record.metric, "epochs": record.epochs, "round_seconds": record.seconds,
+            "bookkeeping_seconds": bookkeeping, "own_max_matching_sparsity": own_best}
+
+
+def _report(metrics: dict, state: TrajectoryState) -> None:
+    with tempfile.TemporaryDirectory(prefix="ray_lth_round_") as tmp:
+        state.save(tmp)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
 def imp_trainable(config: dict) -> None:
     if UPSTREAM_FAILED in config:
         raise RuntimeError(config[UPSTREAM_FAILED])
@@ -55,27 +72,32 @@ def imp_trainable(config: dict) -> None:
     trial_dir = Path(tune.get_context().get_storage().trial_fs_path)
     durable = trial_dir / TRAJECTORY_DIR
     checkpoint = tune.get_checkpoint()
+    acknowledged = 0  # rounds the driver is known to have received (its checkpoint says so)
     if checkpoint is not None:
         with checkpoint.as_directory() as checkpoint_dir:
             state = resume_state(durable, Path(checkpoint_dir))
+            try:
+                acknowledged = TrajectoryState.peek_next_round(checkpoint_dir)
+            except ValueError:
+                acknowledged = 0
     else:
         state = resume_state(durable, None)
     base = {"group": group_name(config), "seed": imp_config.seed, "trial_fs_path": str(trial_dir),
             "node_id": ray.get_runtime_context().get_node_id()}
+    if state is not None and state.next_round > acknowledged:
+        # rounds saved durably whose report may have died with a worker or driver: report them
+        # again (results.csv keeps one row per round), the last one with the state to resume from
+        for count in range(acknowledged + 1, state.next_round + 1):
+            records = state.records[:count]
+            metrics = _round_metrics(base, imp_config, records, 0.0)
+            if count < state.next_round:
+                tune.report(metrics)
+            else:
+                _report(metrics, state)
     bookkeeping = 0.0
     for result in run_trajectory(imp_config, state):
         started = time.perf_counter()
-        record = result.record
-        dense = result.state.records[0].metric
-        # the trial's own verdict, Eq. (1) against its round 0: the objective of an Optuna search
-        own_best = max(r.sparsity for r in result.state.records if r.metric >= dense)
         result.state.save(durable)
-        metrics = {**base, **{f"m_{k}": v for k, v in record.metrics.items()}, "round": record.round,
-                   "sparsity": record.sparsity, "nominal_sparsity": imp_config.sparsity_after(record.round),
-                   "metric": record.metric, "epochs": record.epochs, "round_seconds": record.seconds,
-                   "bookkeeping_seconds": bookkeeping, "own_max_matching_sparsity": own_best}
-        with tempfile.TemporaryDirectory(prefix="ray_lth_round_") as tmp:
-            result.state.save(tmp)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        _report(_round_metrics(base, imp_config, result.state.records, bookkeeping), result.state)
         # the cost of this round's save + report is known only now: it goes with the next result
         bookkeeping = time.perf_counter() - started
