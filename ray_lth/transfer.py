@@ -13,7 +13,7 @@ from typing import Dict, List
 
 from .config import ImpConfig
 from .boundary import BoundarySearch
-from .matching import MatchingTracker, dense_band, is_matching
+from .matching import MatchingTracker, dense_band, is_matching, is_universal
 from .naming import group_name
 
 TASK_SPECIFIC_REWINDS = ("pretrained", "init", "early")
@@ -130,25 +130,24 @@ class TransferSpace:
 def transfer_verdicts(tracker: MatchingTracker, plan: TransferPlan, rounds: List[int]) -> dict:
     """Per downstream task: each transferred ticket's mean metric and verdict, the largest matching
     sparsity; and the largest sparsity that is matching on every task (universal)."""
-    rows, best, universal_ok = [], {}, {k: True for k in rounds}
+    rows, best = [], {}
     for task, dense_group in plan.dense_groups.items():
         band = tracker.band(dense_group)
         for k in rounds:
             curve = tracker.curve(plan.ticket_groups[task][k])
             if not curve or band is None:
-                universal_ok[k] = False
                 rows.append({"task": task, "round": k, "sparsity": None, "mean": None, "seeds": 0,
                              "dense_mean": band.mean if band else None, "dense_std": band.std if band else None,
                              "matching": None})
                 continue
             ((sparsity, (mean, seeds)),) = curve.items()
             matching = seeds >= band.seeds and is_matching(mean, band)
-            universal_ok[k] &= matching
             rows.append({"task": task, "round": k, "sparsity": sparsity, "mean": mean, "seeds": seeds,
                          "dense_mean": band.mean, "dense_std": band.std, "matching": matching})
         matched = [r["sparsity"] for r in rows if r["task"] == task and r["matching"]]
         best[task] = max(matched) if matched else None
-    universal = [r["sparsity"] for r in rows if r["matching"] and universal_ok[r["round"]]]
+    universal = [r["sparsity"] for r in rows
+                 if r["matching"] and is_universal({x["task"]: bool(x["matching"]) for x in rows if x["round"] == r["round"]})]
     return {"rows": rows, "max_matching_by_task": best, "max_universal_sparsity": max(universal) if universal else None}
 
 
