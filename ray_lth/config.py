@@ -1,17 +1,18 @@
 """The configuration of one IMP trajectory, checked before anything runs.
 
 ``ImpConfig.from_dict`` takes the flat dict a search space or the command line produces: the
-training keys (epochs, lr, ...) override the chosen ``schedule``; unknown keys are errors.
+training keys (epochs, lr, ...) override the chosen ``schedule``, the task's own options (e.g. the
+simCLR ``temperature``) go to ``task_options``; unknown keys are errors.
 """
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 from .models import MODELS
 from .pruning import PRUNING_METHODS
 from .rewind import REWIND_POINTS
-from .tasks import TASK_NAMES
+from .tasks import TASKS, check_task_options, task_options
 from .train import SCHEDULES, TRAIN_FIELDS, TrainHparams, schedule_for
 from .weights import WEIGHTS_FORMATS
 
@@ -36,6 +37,7 @@ class ImpConfig:
     image_size: int = 16
     device: str = "auto"
     num_workers: int = 0
+    task_options: Dict[str, Any] = field(default_factory=dict)  # the task's declared options, completed
 
     def __post_init__(self):
         def allowed(name, value, choices):
@@ -43,7 +45,7 @@ class ImpConfig:
                 raise ValueError(f"{name}={value!r} is not allowed; choose one of {sorted(choices)}")
 
         allowed("model", self.model, MODELS.names())
-        allowed("task", self.task, TASK_NAMES)
+        allowed("task", self.task, TASKS.names())
         allowed("weights_format", self.weights_format, WEIGHTS_FORMATS)
         allowed("rewind", self.rewind, REWIND_POINTS)
         allowed("pruning", self.pruning, PRUNING_METHODS)
@@ -64,23 +66,28 @@ class ImpConfig:
             raise ValueError(f"mask_file={self.mask_file!r}: no such file")
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {self.image_size}")
+        object.__setattr__(self, "task_options", check_task_options(self.task, self.task_options))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ImpConfig":
         values = dict(values)
-        known = {f.name for f in fields(cls)} - {"train"}
-        unknown = sorted(set(values) - known - set(TRAIN_FIELDS))
+        task = values.get("task", cls.task)
+        options = task_options(task) if task in TASKS.names() else {}
+        known = {f.name for f in fields(cls)} - {"train", "task_options"}
+        unknown = sorted(set(values) - known - set(TRAIN_FIELDS) - set(options))
         if unknown:
-            raise ValueError(f"unknown config keys {unknown}; allowed: {sorted(known | set(TRAIN_FIELDS))}")
+            allowed = sorted(known | set(TRAIN_FIELDS) | set(options))
+            raise ValueError(f"unknown config keys {unknown} (task {task!r}); allowed: {allowed}")
         overrides = {k: values.pop(k) for k in TRAIN_FIELDS if k in values}
+        values["task_options"] = {k: values.pop(k) for k in options if k in values}
         schedule = values.get("schedule", "embedded")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule={schedule!r} is not allowed; choose one of {sorted(SCHEDULES)}")
         return cls(**values, train=schedule_for(schedule, **overrides))
 
     def to_dict(self) -> dict:
-        flat = {k: v for k, v in asdict(self).items() if k != "train"}
-        return {**flat, **self.train.to_dict()}
+        flat = {k: v for k, v in asdict(self).items() if k not in ("train", "task_options")}
+        return {**flat, **self.task_options, **self.train.to_dict()}
 
     def sparsity_after(self, round_index: int) -> float:
         """The nominal sparsity of round k: 1 - (1 - prune_fraction)^k."""

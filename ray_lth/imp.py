@@ -22,7 +22,7 @@ from .masks import Mask, check_compatible, load_mask, mask_digest, ones_mask, sa
 from .models import build_model, get_model_spec, prunable_parameters
 from .pruning import prune
 from .rewind import apply_mask, capture_state, early_rewind_iteration, restore_state
-from .tasks import build_task
+from .tasks import build_task, wrap_for_training
 from .train import train_masked
 from .weights import load_pretrained
 
@@ -137,7 +137,8 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
     With ``config.mask_file`` round 0 fine-tunes a transferred ticket under that fixed mask
     (``rounds=0`` for a transfer trial: no further pruning)."""
     device = resolve_device(config.device)
-    task = task or build_task(config.task, config.data_root, config.image_size, config.num_workers)
+    task = task or build_task(config.task, config.data_root, config.image_size, config.num_workers,
+                              **config.task_options)
     if state is None:
         spec, model = _fresh_model(config, task.num_outputs, 0)
         if config.weights:
@@ -160,7 +161,10 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
         else:
             # round 0 starts from θ_p or θ_0 (held as the rewind state until θ_k% replaces it)
             restore_state(model, state.rewind_state, mask)
-        prepare_model(model, device)
+        # the task may train the backbone inside a wrapper (projection head, detector) that shares
+        # its parameters: the mask, the rewind state and pruning stay the backbone's
+        trained_model = wrap_for_training(task, model, spec)
+        prepare_model(trained_model, device)
 
         rewind_state = state.rewind_state
         step_hook = None
@@ -173,11 +177,11 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
                 if iteration == capture_at:
                     captured["state"] = capture_state(model)
 
-        stats = train_masked(model, task, config.train, mask, device,
-                             round_generator(config.seed, round_index, _DATA), step_hook)
+        stats = train_masked(trained_model, task, config.train, mask, device,
+                             round_generator(config.seed, round_index, _DATA), step_hook, masked_module=model)
         if step_hook is not None:
             rewind_state = captured["state"]
-        metrics = {**task.evaluate(model, device), **stats}
+        metrics = {**task.evaluate(trained_model, device), **stats}
 
         record = RoundRecord(
             round=round_index,

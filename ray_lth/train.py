@@ -117,15 +117,18 @@ def train_masked(
     device: torch.device,
     generator: torch.Generator,
     step_hook: Optional[Callable[[int], None]] = None,
+    masked_module: Optional[nn.Module] = None,
 ) -> Dict[str, float]:
     """Train ``model`` in place on ``task`` with the pruned weights held at zero.
 
     ``step_hook(iteration)`` runs after every optimizer step (IMP uses it to capture θ_k%).
+    ``masked_module`` is the module whose parameter names the mask uses, when ``model`` wraps it
+    (a detector around a pruned backbone); by default ``model`` itself.
     """
-    masked = None if is_dense(mask) else MaskedParameters(model, mask)
+    masked = None if is_dense(mask) else MaskedParameters(masked_module or model, mask)
     if masked is not None:
         masked.apply_to_weights()
-    optimizer = torch.optim.SGD(model.parameters(), lr=hparams.lr, momentum=hparams.momentum,
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=hparams.lr, momentum=hparams.momentum,
                                 weight_decay=hparams.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(hparams.milestones), hparams.gamma)
     iteration = 0

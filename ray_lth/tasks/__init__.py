@@ -1,18 +1,70 @@
-"""Tasks an IMP round can train on: a registry from task name to a builder."""
+"""Tasks an IMP round can train on: a registry from task name to a builder and its options.
 
-from typing import Optional
+A task may declare *options* (e.g. the simCLR ``temperature``): named values with defaults that
+a config or search space sets like any other field (``ImpConfig.task_options``). A task may also
+``wrap`` the backbone IMP prunes into the model it trains (a projection head, a detector), sharing
+the backbone's parameters, so the mask and the rewind weights stay the backbone's.
+"""
 
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional
+
+from ..registry import Registry
 from .classification import ClassificationTask
 from .datasets import EMBEDDED, REAL, DatasetMissingError
 
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    builder: Callable[..., Any]  # (name, data_root, image_size, num_workers, **options) -> task
+    options: Dict[str, Any] = field(default_factory=dict)  # option -> default
+    schedule: str = "embedded"  # the Table 1 preset this task's real data trains with
+
+
+TASKS: Registry[TaskEntry] = Registry("task")
+
+
+def register_task(name: str, builder: Callable[..., Any], options: Optional[Dict[str, Any]] = None,
+                  schedule: str = "embedded") -> None:
+    TASKS.register(name)(TaskEntry(name, builder, dict(options or {}), schedule))
+
+
+def task_options(name: str) -> Dict[str, Any]:
+    """The options task ``name`` accepts, with their defaults."""
+    return dict(TASKS.get(name).options)
+
+
+def check_task_options(name: str, options: Mapping[str, Any]) -> Dict[str, Any]:
+    """``options`` completed with defaults; an option the task lacks is an error naming both."""
+    accepted = task_options(name)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"task {name!r} takes no option {unknown}; its options are {sorted(accepted) or 'none'}")
+    return {**accepted, **options}
+
+
+def build_task(name: str, data_root: Optional[str] = None, image_size: int = 16, num_workers: int = 0,
+               **options):
+    if name not in TASKS.names():
+        raise ValueError(f"No such task: {name!r}; choose one of {sorted(TASKS.names())}")
+    return TASKS.get(name).builder(name, data_root, image_size, num_workers, **check_task_options(name, options))
+
+
+def wrap_for_training(task, backbone, spec):
+    """The module a round trains: the task's wrapper around ``backbone``, or the backbone itself."""
+    wrap = getattr(task, "wrap", None)
+    return backbone if wrap is None else wrap(backbone, spec)
+
+
+def _classification(name, data_root, image_size, num_workers):
+    return ClassificationTask.from_name(name, data_root, image_size, num_workers)
+
+
 CLASSIFICATION_TASKS = tuple(sorted(EMBEDDED) + sorted(REAL))
-TASK_NAMES = CLASSIFICATION_TASKS
+for _name in CLASSIFICATION_TASKS:
+    register_task(_name, _classification)
 
 
-def build_task(name: str, data_root: Optional[str] = None, image_size: int = 16, num_workers: int = 0):
-    if name in CLASSIFICATION_TASKS:
-        return ClassificationTask.from_name(name, data_root, image_size, num_workers)
-    raise ValueError(f"No such task: {name!r}; choose one of {list(TASK_NAMES)}")
-
-
-__all__ = ["build_task", "ClassificationTask", "DatasetMissingError", "TASK_NAMES"]
+__all__ = ["build_task", "check_task_options", "ClassificationTask", "DatasetMissingError", "register_task",
+           "task_options", "TASKS", "wrap_for_training"]
