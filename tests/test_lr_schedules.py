@@ -1,0 +1,51 @@
+"""lr_factor against torch's own schedulers, stepped the way each is meant to be."""
+
+import pytest
+import torch
+
+from ray_lth.train import TrainHparams, lr_factor, schedule_for
+
+
+def _torch_lrs(make_scheduler, steps, lr):
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    scheduler = make_scheduler(optimizer)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def test_step_schedule_equals_multisteplr_stepped_per_epoch():
+    hp = TrainHparams(epochs=10, batch_size=1, lr=0.1, milestones=(3, 7))
+    per_epoch = 5
+    reference = _torch_lrs(lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [3, 7], 0.1), 10, 0.1)
+    ours = [hp.lr * lr_factor(hp, it, per_epoch) for it in range(10 * per_epoch)]
+    assert ours == pytest.approx([lr for lr in reference for _ in range(per_epoch)])
+
+
+def test_cosine_and_poly_equal_torch_schedulers_per_iteration():
+    per_epoch, epochs = 7, 4
+    total = per_epoch * epochs
+    cosine = TrainHparams(epochs=epochs, batch_size=1, lr=1e-4, lr_schedule="cosine", min_lr=1e-6)
+    reference = _torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, total, eta_min=1e-6), total, 1e-4)
+    assert [1e-4 * lr_factor(cosine, it, per_epoch) for it in range(total)] == pytest.approx(reference, rel=1e-9)
+    poly = TrainHparams(epochs=epochs, batch_size=1, lr=5e-3, lr_schedule="poly", poly_power=0.9)
+    reference = _torch_lrs(lambda o: torch.optim.lr_scheduler.PolynomialLR(o, total, power=0.9), total, 5e-3)
+    assert [5e-3 * lr_factor(poly, it, per_epoch) for it in range(total)] == pytest.approx(reference, rel=1e-6)
+
+
+def test_linear_warmup_multiplies_the_first_iterations():
+    hp = TrainHparams(epochs=2, batch_size=1, lr=0.01, warmup_iters=4, milestones=(1,))
+    assert [lr_factor(hp, it, 10) for it in range(6)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    assert lr_factor(hp, 10, 10) == pytest.approx(0.1)
+
+
+def test_voc_presets_follow_table_1():
+    seg = schedule_for("voc_segmentation")
+    assert (seg.batch_size, seg.lr, seg.weight_decay, seg.warmup_iters, seg.milestones) == (4, 0.01, 1e-4, 100, (49, 60))
+    det = schedule_for("voc_detection")
+    assert (det.epochs, det.batch_size, det.lr, det.min_lr, det.lr_schedule) == (50, 8, 1e-4, 1e-6, "cosine")
+    with pytest.raises(ValueError, match="lr_schedule='linear' is not allowed"):
+        TrainHparams(epochs=1, batch_size=1, lr=0.1, lr_schedule="linear")
