@@ -1,0 +1,111 @@
+"""Ticket export -> import round trip; a tampered ticket or other weights are refused by name."""
+
+import json
+
+import pytest
+import torch
+
+from ray_lth.config import ImpConfig
+from ray_lth.imp import run_trajectory
+from ray_lth.masks import load_mask, save_mask
+from ray_lth.models import get_model_spec, prunable_parameters
+from ray_lth.ticket import TICKET_MASK, TICKET_META, TICKET_REWIND, TicketError, build_ticket_model, export_ticket, load_ticket
+from ray_lth.weights import read_state_dict
+
+
+def _trajectory(folder, **values):
+    config = {"model": "resnet8", "task": "digits", "rounds": 1, "epochs": 1, "batch_size": 128, "device": "cpu",
+              **values}
+    for result in run_trajectory(ImpConfig.from_dict(config)):
+        result.state.save(folder)
+    return config
+
+
+@pytest.fixture(scope="module")
+def pretrained_run(tmp_path_factory, resnet8_weights):
+    folder = tmp_path_factory.mktemp("run") / "trajectory"
+    config = _trajectory(folder, weights=str(resnet8_weights), rewind="pretrained")
+    return folder, config
+
+
+def test_round_trip_rebuilds_the_masked_pretrained_subnetwork(pretrained_run, resnet8_weights, tmp_path):
+    folder, config = pretrained_run
+    ticket_dir = export_ticket(folder, 1, config, tmp_path / "ticket")
+    assert not (ticket_dir / TICKET_REWIND).exists()  # θ_p is identified by hash, not copied
+    ticket = load_ticket(ticket_dir, weights=resnet8_weights)
+    original = load_mask(folder / "mask_round_01.rlthmask")
+    assert all(torch.equal(ticket.mask[n], original[n]) for n in original)
+    meta = json.loads((ticket_dir / TICKET_META).read_text())
+    record = json.loads((folder / "trajectory.json").read_text())["records"][1]
+    assert meta["round"] == 1 and meta["sparsity"] == pytest.approx(record["sparsity"]) == pytest.approx(0.2, abs=1e-3)
+    assert meta["metric"] == record["metric"] and meta["model"] == "resnet8"
+    model = build_ticket_model(ticket, resnet8_weights)
+    theta_p, _ = read_state_dict(resnet8_weights)
+    spec = get_model_spec("resnet8")
+    for name, weight in prunable_parameters(model, spec.never_pruned).items():
+        keep = original[name]
+        assert torch.equal(weight.detach()[keep], theta_p[name][keep]) and not weight.detach()[~keep].any()
+    with pytest.raises(TicketError, match="not empty"):
+        export_ticket(folder, 1, config, ticket_dir)
+    with pytest.raises(TicketError, match="round 5 has not finished"):
+        export_ticket(folder, 5, config, tmp_path / "other")
+
+
+def test_tampered_mask_or_metadata_is_refused(pretrained_run, resnet8_weights, tmp_path):
+    folder, config = pretrained_run
+    ticket_dir = export_ticket(folder, 1, config, tmp_path / "ticket")
+    mask_path = ticket_dir / TICKET_MASK
+    pristine = mask_path.read_bytes()
+
+    flipped = bytearray(pristine)
+    flipped[len(flipped) // 2] ^= 0x01  # one bit in the packed mask
+    mask_path.write_bytes(bytes(flipped))
+    with pytest.raises(TicketError, match="mask.rlthmask"):
+        load_ticket(ticket_dir, weights=resnet8_weights)
+
+    # a well-formed mask file (its own checksum valid) that is not the ticket's
+    other = load_mask(folder / "mask_round_00.rlthmask")
+    save_mask(other, mask_path, json.loads((ticket_dir / TICKET_META).read_text()))
+    with pytest.raises(TicketError, match="mask.rlthmask: SHA-256 differs"):
+        load_ticket(ticket_dir, weights=resnet8_weights)
+
+    mask_path.write_bytes(pristine)
+    meta = json.loads((ticket_dir / TICKET_META).read_text())
+    (ticket_dir / TICKET_META).write_text(json.dumps({**meta, "sparsity": 0.99}))
+    with pytest.raises(TicketError, match=r"fields \['sparsity'\] differ"):
+        load_ticket(ticket_dir, weights=resnet8_weights)
+    (ticket_dir / TICKET_META).write_text(json.dumps(meta))
+    load_ticket(ticket_dir, weights=resnet8_weights)  # restored: accepted again
+
+
+def test_different_or_missing_weights_are_refused(pretrained_run, resnet8_weights, tmp_path):
+    folder, config = pretrained_run
+    ticket_dir = export_ticket(folder, 1, config, tmp_path / "ticket")
+    state, _ = read_state_dict(resnet8_weights)
+    state["layer1.0.conv1.weight"] = state["layer1.0.conv1.weight"] * 1.01
+    other = tmp_path / "other-weights.pt"
+    torch.save(state, other)
+    with pytest.raises(TicketError, match="other-weights.pt: sha256 .* not the weights this ticket was found with"):
+        load_ticket(ticket_dir, weights=other)
+    with pytest.raises(TicketError, match="pass that file"):
+        load_ticket(ticket_dir)
+
+
+def test_random_init_ticket_carries_its_theta_0_and_checks_it(tmp_path):
+    folder = tmp_path / "trajectory"
+    config = _trajectory(folder, rewind="init")
+    ticket_dir = export_ticket(folder, 1, config, tmp_path / "ticket")
+    ticket = load_ticket(ticket_dir)
+    model = build_ticket_model(ticket)
+    saved = torch.load(folder / "rewind_state.pt", weights_only=True)
+    for name, value in model.state_dict().items():
+        expected = saved[name] * ticket.mask[name] if name in ticket.mask else saved[name]
+        assert torch.equal(value, expected), name
+    with pytest.raises(TicketError, match="drop"):
+        load_ticket(ticket_dir, weights=folder / "rewind_state.pt")
+    rewind = ticket_dir / TICKET_REWIND
+    state = torch.load(rewind, weights_only=True)
+    state["fc.bias"] += 1.0
+    torch.save(state, rewind)
+    with pytest.raises(TicketError, match="rewind_state.pt: missing or its SHA-256 differs"):
+        load_ticket(ticket_dir)
