@@ -109,3 +109,25 @@ def test_random_init_ticket_carries_its_theta_0_and_checks_it(tmp_path):
     torch.save(state, rewind)
     with pytest.raises(TicketError, match="rewind_state.pt: missing or its SHA-256 differs"):
         load_ticket(ticket_dir)
+
+
+def test_launcher_exports_imports_and_refuses_other_weights(pretrained_run, resnet8_weights, tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    folder, config = pretrained_run
+    run = tmp_path / "imp-run"  # the layout of a launchers/imp.py --out folder
+    run.mkdir()
+    for f in folder.iterdir():
+        (run / f.name).write_bytes(f.read_bytes())
+    (run / "config.json").write_text(json.dumps({**config, "weights": str(resnet8_weights), "seed": 0}))
+    path = Path(__file__).resolve().parents[1] / "launchers" / "export_ticket.py"
+    spec = importlib.util.spec_from_file_location("export_ticket_launcher", path)
+    launcher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launcher)
+    assert launcher.main(["export", str(run), "--round", "1", "--out", str(tmp_path / "t")]) == 0
+    assert launcher.main(["import", str(tmp_path / "t"), "--weights", str(resnet8_weights), "--sparse"]) == 0
+    out = capsys.readouterr().out
+    assert "verified" in out and "max |exported - masked dense|" in out
+    assert launcher.main(["import", str(tmp_path / "t"), "--weights", str(run / "rewind_state.pt")]) == 2
+    assert "not the weights this ticket was found with" in capsys.readouterr().err
