@@ -65,6 +65,8 @@ CLASSIFICATION_TASKS = tuple(sorted(EMBEDDED) + sorted(REAL))
 for _name in CLASSIFICATION_TASKS:
     register_task(_name, _classification)
 
+from . import ssl  # noqa: E402,F401  (registers the simclr and moco tasks)
+
 
 __all__ = ["build_task", "check_task_options", "ClassificationTask", "DatasetMissingError", "register_task",
            "task_options", "TASKS", "wrap_for_training"]

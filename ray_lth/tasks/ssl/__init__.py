@@ -1,0 +1,14 @@
+"""Self-supervised pre-training tasks, simCLR and MoCo v2, on which IMP finds tickets (paper,
+Figure 2 and Table 2); their metric is top-1 retrieval accuracy (Eq. (2))."""
+
+from .. import register_task
+from .moco import MOCO_OPTIONS, MoCoTask, build_moco, check_moco_options
+from .retrieval import retrieval_top1
+from .simclr import SIMCLR_OPTIONS, SimCLRTask, build_simclr, check_simclr_options
+
+register_task("simclr", build_simclr, options=SIMCLR_OPTIONS, schedule="simclr")
+register_task("moco", build_moco, options=MOCO_OPTIONS, schedule="moco")
+
+OPTION_CHECKS = {"simclr": check_simclr_options, "moco": check_moco_options}
+
+__all__ = ["MoCoTask", "OPTION_CHECKS", "SimCLRTask", "retrieval_top1"]

@@ -1,0 +1,141 @@
+"""MoCo v2 as an IMP task: a query encoder trained by SGD, a key encoder that follows it as an
+exponential moving average, and a queue of past keys as negatives (He et al. 2020; Chen et al. 2020b).
+
+The query encoder's trunk is the backbone IMP prunes. The key encoder is a copy of the query
+encoder, set equal to it at the first training step (so it starts from the masked weights) and
+then k ← m·k + (1 − m)·q after every step: a pruned weight is 0 in q at every step, so it stays
+exactly 0 in k too. Keys pass through the key encoder in a shuffled order, cut into
+``shuffle_bn_splits`` groups with their own batch-norm statistics (MoCo's shuffling BN on one
+device), so a query and its key never share batch statistics.
+"""
+
+import copy
+from typing import Mapping
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .contrastive import COMMON_OPTIONS, ContrastiveTask, check_common_options, to_views
+from .encoder import ContrastiveEncoder
+from .losses import info_nce_with_queue
+from .views import training_view_batches
+
+MOCO_OPTIONS = {
+    "temperature": 0.2,  # MoCo v2
+    "queue_size": 65536,  # K, MoCo's negatives
+    "key_momentum": 0.999,  # m of the key encoder's moving average
+    "shuffle_bn_splits": 8,  # groups of the shuffled key batch (MoCo's 8 GPUs); 1: no shuffling BN
+    **COMMON_OPTIONS,
+}
+
+
+def check_moco_options(options: Mapping) -> None:
+    options = {**MOCO_OPTIONS, **options}
+    check_common_options(options)
+    for key in ("queue_size", "shuffle_bn_splits"):
+        value = options[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+    momentum = options["key_momentum"]
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum < 1.0:
+        raise ValueError(f"key_momentum must be in [0, 1), got {momentum!r}")
+
+
+class MoCoModel(nn.Module):
+    def __init__(self, backbone: nn.Module, spec, projection_dim: int, queue_size: int, key_momentum: float,
+                 shuffle_bn_splits: int):
+        super().__init__()
+        self.query = ContrastiveEncoder(backbone, spec, projection_dim)
+        self.key = copy.deepcopy(self.query).requires_grad_(False)
+        self.key_momentum = key_momentum
+        self.shuffle_bn_splits = shuffle_bn_splits
+        self.register_buffer("queue", F.normalize(torch.randn(queue_size, projection_dim), dim=1))
+        self.register_buffer("queue_pointer", torch.zeros((), dtype=torch.long))
+        self.key_synced = False
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.query(images)
+
+    @torch.no_grad()
+    def update_key_encoder(self) -> None:
+        query, key = list(self.query.parameters()), list(self.key.parameters())
+        if not self.key_synced:
+            torch._foreach_copy_(key, query)
+            self.key_synced = True
+            return
+        torch._foreach_mul_(key, self.key_momentum)
+        torch._foreach_add_(key, query, alpha=1.0 - self.key_momentum)
+
+    @torch.no_grad()
+    def keys(self, images: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """The key projections of ``images``, computed in the shuffled ``order`` in groups with
+        their own batch statistics, returned in the original order."""
+        # at least 2 images a group: batch norm cannot train on one image of 1x1 features
+        splits = max(1, min(self.shuffle_bn_splits, len(images) // 2))
+        shuffled = torch.cat([self.key(group) for group in images[order].tensor_split(splits)])
+        keys = torch.empty_like(shuffled)
+        keys[order] = shuffled
+        return keys
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        """Replace the oldest entries of the queue by ``keys`` (normalised), wrapping around."""
+        size = len(self.queue)
+        keys = F.normalize(keys.float(), dim=1)[-size:]
+        slots = (self.queue_pointer + torch.arange(len(keys), device=keys.device)) % size
+        self.queue[slots] = keys.to(self.queue.dtype)
+        self.queue_pointer.copy_((self.queue_pointer + len(keys)) % size)
+
+
+class MoCoTask(ContrastiveTask):
+    recipe = "moco"
+
+    def __init__(self, name, data_root, image_size, num_workers, options):
+        super().__init__(name, data_root, image_size, num_workers, options)
+        self.queue_size = int(options["queue_size"])
+        self.key_momentum = float(options["key_momentum"])
+        self.shuffle_bn_splits = int(options["shuffle_bn_splits"])
+
+    def wrap(self, backbone: nn.Module, spec) -> nn.Module:
+        return MoCoModel(backbone, spec, self.projection_dim, self.queue_size, self.key_momentum,
+                         self.shuffle_bn_splits)
+
+    def train_batches(self, batch_size: int, generator: torch.Generator):
+        """(view_a, view_b, shuffle_seed) batches: the seed orders the keys for shuffling BN."""
+        for view_a, view_b in training_view_batches(self.train_pairs, batch_size, generator, self.num_workers):
+            yield view_a, view_b, int(torch.randint(2**62, (), generator=generator))
+
+    def loss(self, model: MoCoModel, batch, device: torch.device) -> torch.Tensor:
+        view_a, view_b = to_views(batch, device)
+        model.update_key_encoder()  # with the query after the last step, as MoCo's forward does
+        q = model.query(view_a)
+        order = torch.randperm(len(view_b), generator=torch.Generator().manual_seed(batch[2])).to(device)
+        k = model.keys(view_b, order)
+        # the loss sees the queue as it was; it is updated in place right after
+        loss = info_nce_with_queue(q, k, model.queue.clone(), self.temperature)
+        model.enqueue(k)
+        return loss
+
+    def representations(self, model: MoCoModel, view_a, view_b):
+        # both views through the query encoder, the network IMP prunes: the key encoder's outputs
+        # may all share an offset that MoCo's loss never sees (it adds the same to every logit),
+        # and mixing them into Eq. (2)'s candidates would measure that offset, not the features
+        return model.query(view_a), model.query(view_b)
+
+    @torch.no_grad()
+    def evaluate(self, model: MoCoModel, device: torch.device):
+        metrics = super().evaluate(model, device)
+        # the two branches (query on one view, key on the other), for reference
+        query_only = self.representations
+        self.representations = lambda m, a, b: (m.query(a), m.key(b))
+        try:
+            metrics["retrieval_top1_query_key"] = super().evaluate(model, device)["retrieval_top1"]
+        finally:
+            self.representations = query_only
+        return metrics
+
+
+def build_moco(name, data_root, image_size, num_workers, **options) -> MoCoTask:
+    check_moco_options(options)
+    return MoCoTask(name, data_root, image_size, num_workers, {**MOCO_OPTIONS, **options})

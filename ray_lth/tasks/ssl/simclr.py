@@ -1,0 +1,39 @@
+"""simCLR as an IMP task: one encoder sees both views of a batch; NT-Xent at ``temperature``."""
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from .contrastive import COMMON_OPTIONS, ContrastiveTask, check_common_options, to_views
+from .encoder import ContrastiveEncoder
+from .losses import nt_xent
+
+# 0.5: the NT-Xent temperature of the paper's simCLR code (and simCLR's CIFAR setting);
+# Table 2 sweeps it from 0.1 to 20 (search_spaces/simclr_temperature.py)
+SIMCLR_OPTIONS = {"temperature": 0.5, **COMMON_OPTIONS}
+
+
+def check_simclr_options(options: Mapping) -> None:
+    check_common_options({**SIMCLR_OPTIONS, **options})
+
+
+class SimCLRTask(ContrastiveTask):
+    recipe = "simclr"
+
+    def wrap(self, backbone: nn.Module, spec) -> nn.Module:
+        return ContrastiveEncoder(backbone, spec, self.projection_dim)
+
+    def loss(self, model: nn.Module, batch, device: torch.device) -> torch.Tensor:
+        view_a, view_b = to_views(batch, device)
+        # one forward over both views: batch norm sees all 2n images, as in simCLR
+        z_a, z_b = model(torch.cat([view_a, view_b])).chunk(2)
+        return nt_xent(z_a, z_b, self.temperature)
+
+    def representations(self, model, view_a, view_b):
+        return model(torch.cat([view_a, view_b])).chunk(2)
+
+
+def build_simclr(name, data_root, image_size, num_workers, **options) -> SimCLRTask:
+    check_simclr_options(options)
+    return SimCLRTask(name, data_root, image_size, num_workers, {**SIMCLR_OPTIONS, **options})
