@@ -22,6 +22,7 @@ os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ray_lth.cli import format_table, parse_overrides  # noqa: E402
+from ray_lth.ablation import TemperatureAblationSpace, derive_upstream_mask, format_temperature_table  # noqa: E402
 from ray_lth.spaces import load_space, resolve_weights, space_names  # noqa: E402
 
 
@@ -52,6 +53,11 @@ def main(argv=None) -> int:
         parser.error("--resume continues the sweep as it was started: drop --set, --weights and --data-root")
     try:
         space = load_space(args.space)
+    except ValueError as error:
+        parser.error(str(error))
+    if isinstance(space, TemperatureAblationSpace):
+        return run_ablation(parser, args, space, storage, name)
+    try:
         overrides = parse_overrides(args.set)
         if args.data_root:
             overrides["data_root"] = str(Path(args.data_root).resolve())
@@ -90,6 +96,58 @@ def main(argv=None) -> int:
         print_transfer(outcome.transfer)
     print(f"\nresults: {outcome.experiment_dir / 'results.csv'}")
     print(f"tensorboard: tensorboard --logdir {outcome.experiment_dir / 'tensorboard'}")
+    for error in outcome.errors:
+        print(f"trial failed: {error}", file=sys.stderr)
+    return 1 if outcome.errors else 0
+
+
+def run_ablation(parser, args, space: TemperatureAblationSpace, storage: Path, name: str) -> int:
+    """Table 2's temperature ablation: derive or take the upstream ticket (plain torch, before Ray
+    starts), then one trial per temperature (and seed) with fractional resources."""
+    if args.resume or args.patience is not None:
+        parser.error(f"--space {args.space} runs once, to the end: --resume and --patience do not apply")
+    try:
+        overrides = parse_overrides(args.set)
+        if args.data_root:
+            overrides["data_root"] = str(Path(args.data_root).resolve())
+        if overrides.get("mask_file"):
+            overrides["mask_file"] = str(Path(overrides["mask_file"]).resolve())  # trials run elsewhere
+        space = space.with_overrides(overrides)
+        resources = {"gpus_per_trial": args.gpus_per_trial, "cpus_per_trial": args.cpus_per_trial}
+        space = dataclasses.replace(space, **{k: v for k, v in resources.items() if v is not None})
+        cache = storage / ".ray_lth_cache"
+        space = resolve_weights(space, args.weights, cache)
+        space.validate()  # every field, before the upstream ticket is derived or Ray starts
+        space = derive_upstream_mask(space, cache)
+        space.validate()
+    except ValueError as error:
+        parser.error(str(error))
+
+    import ray
+
+    from ray_lth.tune.ablation import run_temperature_ablation
+    from ray_lth.tune.sweep import SweepError
+
+    if args.address:
+        ray.init(address=args.address)
+    else:
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False, dashboard_host="127.0.0.1")
+    try:
+        outcome = run_temperature_ablation(space, storage, name)
+    except SweepError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        ray.shutdown()
+    print(f"\nupstream ticket: {space.mask_file}")
+    rows = [[r["temperature"], r["seed"], _pct(r["upstream_sparsity"]), _pct(r["sparsity"]),
+             _pct(r["simclr_retrieval_top1"]), r["downstream_task"], _pct(r["accuracy"]), f"{r['seconds']:.0f}"]
+            for r in outcome.rows]
+    print(format_table(["temperature", "seed", "upstream sparsity %", "sparsity %", "simCLR retrieval top-1 %",
+                        "downstream", "accuracy %", "seconds"], rows))
+    print("\nTable 2: transfer accuracy of the simCLR tickets at each temperature")
+    print(format_temperature_table(outcome.table))
+    print(f"\nresults: {outcome.experiment_dir / 'trials.csv'}, {outcome.experiment_dir / 'temperature_table.csv'}")
     for error in outcome.errors:
         print(f"trial failed: {error}", file=sys.stderr)
     return 1 if outcome.errors else 0

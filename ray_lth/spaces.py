@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from .ablation import TemperatureAblationSpace
 from .config import ImpConfig
 from .transfer import TransferSpace
 
@@ -98,14 +99,14 @@ def space_names() -> List[str]:
 
 
 def load_space(name: str):
-    """The space of ``search_spaces/<name>.py``: a SweepSpace or a TransferSpace."""
+    """The space of ``search_spaces/<name>.py``: a SweepSpace, a TransferSpace or a TemperatureAblationSpace."""
     if name not in space_names():
         raise ValueError(f"No such search space: {name!r}; choose one of {space_names()} (files in {SPACES_DIR})")
     module = importlib.import_module(f"search_spaces.{name}")
     space = module.space()
-    if not isinstance(space, (SweepSpace, TransferSpace)):
-        raise ValueError(f"search_spaces/{name}.py: space() must return a SweepSpace or TransferSpace, "
-                         f"got {type(space).__name__}")
+    if not isinstance(space, (SweepSpace, TransferSpace, TemperatureAblationSpace)):
+        raise ValueError(f"search_spaces/{name}.py: space() must return a SweepSpace, TransferSpace or "
+                         f"TemperatureAblationSpace, got {type(space).__name__}")
     return space
 
 

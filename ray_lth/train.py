@@ -88,6 +88,10 @@ SCHEDULES: Dict[str, TrainHparams] = {
     "fashion_mnist": TrainHparams(epochs=182, batch_size=256, lr=0.1, weight_decay=2e-4, milestones=(91, 136)),
     "visda2017": TrainHparams(epochs=20, batch_size=128, lr=1e-3, weight_decay=5e-4, milestones=(10,)),
     "embedded": TrainHparams(epochs=4, batch_size=64, lr=0.05, weight_decay=5e-4, milestones=(3,)),
+    # Table 1's simCLR / MoCo rows in the embedded default's size: SGD, fixed LR, wd 1e-4; a larger
+    # LR than 1e-4 because the embedded projection head starts untrained and rounds are 2 epochs
+    "simclr_embedded": TrainHparams(epochs=2, batch_size=128, lr=0.02, weight_decay=1e-4),
+    "moco_embedded": TrainHparams(epochs=2, batch_size=128, lr=0.02, weight_decay=1e-4),
     # Pascal VOC, Table 1 in epochs: YOLOv4-style detection, 50 epochs of VOC07+12 trainval at
     # batch 8, cosine from 1e-4 to 1e-6; DeepLabv3+ on VOC12 train (1464 images, 366 iterations an
     # epoch at batch 4): 30K iterations = 82 epochs, x0.1 at 18K and 22K = epochs 49 and 60

@@ -1,0 +1,79 @@
+"""Table 2's temperature ablation as a Ray Tune experiment: a ``tune.grid_search`` over the
+temperatures (and seeds), each trial with fractional resources (e.g. 0.25 GPU: four trials share
+one GPU); the trials run ``ray_lth.ablation.run_ablation_trial``. Writes ``trials.csv`` (one row
+per trial) and ``temperature_table.csv`` (Table 2) under ``<storage>/<name>/``.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from ray import tune
+
+from ..ablation import TemperatureAblationSpace, run_ablation_trial, temperature_table
+from .sweep import SweepError, check_resources, write_summary
+
+SPACE_FILE = "ray_lth_ablation_space.json"
+
+
+@dataclass
+class AblationOutcome:
+    experiment_dir: Path
+    rows: List[dict]  # one per trial
+    table: List[dict]  # one per temperature
+    errors: List[str]
+
+
+def ablation_trainable(config: dict) -> None:
+    space = TemperatureAblationSpace(**config["space"])
+    workdir = Path(tune.get_context().get_trial_dir())
+    tune.report(run_ablation_trial(space, config["temperature"], config["seed"], workdir))
+
+
+def trial_resources(space: TemperatureAblationSpace) -> dict:
+    return {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial}
+
+
+def build_tuner(space: TemperatureAblationSpace, storage: Path, name: str, trainable: Callable = ablation_trainable,
+                verbose: int = 1) -> tune.Tuner:
+    param_space = {"space": dataclasses.asdict(space), "temperature": tune.grid_search(list(space.temperatures)),
+                   "seed": tune.grid_search(list(space.seeds))}
+    return tune.Tuner(
+        tune.with_resources(trainable, trial_resources(space)),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(num_samples=1,
+                                    trial_name_creator=lambda t: f"T{t.config['temperature']:g}-seed{t.config['seed']}",
+                                    trial_dirname_creator=lambda t: f"T{t.config['temperature']:g}-seed{t.config['seed']}"),
+        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=verbose,
+                                  progress_reporter=tune.CLIReporter(
+                                      parameter_columns=["temperature", "seed"],
+                                      metric_columns=["simclr_retrieval_top1", "sparsity", "accuracy"],
+                                      max_report_frequency=15, sort_by_metric=False)),
+    )
+
+
+def run_temperature_ablation(space: TemperatureAblationSpace, storage, name: str,
+                             trainable: Callable = ablation_trainable, verbose: int = 1,
+                             tuner: Optional[tune.Tuner] = None) -> AblationOutcome:
+    """Run every (temperature, seed) trial; Ray must already be initialised. The space must hold
+    its ``mask_file`` (``ablation.derive_upstream_mask``) and weights."""
+    storage = Path(storage).resolve()
+    experiment_dir = storage / name
+    if experiment_dir.exists():
+        raise SweepError(f"experiment {experiment_dir} exists: choose another --name (an ablation is not resumed)")
+    check_resources(space)
+    experiment_dir.mkdir(parents=True)
+    (experiment_dir / SPACE_FILE).write_text(json.dumps(dataclasses.asdict(space), indent=1))
+    grid = (tuner or build_tuner(space, storage, name, trainable, verbose)).fit()
+    errors = [f"{result.path}: {result.error}" for result in grid if result.error is not None]
+    keys = ("temperature", "seed", "upstream_sparsity", "sparsity", "simclr_retrieval_top1", "simclr_train_loss",
+            "downstream_task", "accuracy", "seconds", "ticket_file")
+    rows = sorted(({k: result.metrics[k] for k in keys if k in result.metrics}
+                   for result in grid if result.error is None and "accuracy" in result.metrics),
+                  key=lambda r: (r["temperature"], r["seed"]))
+    table = temperature_table(rows) if rows else []
+    write_summary(experiment_dir / "trials.csv", rows)
+    write_summary(experiment_dir / "temperature_table.csv", table)
+    return AblationOutcome(experiment_dir, rows, table, errors)

@@ -1,0 +1,22 @@
+"""IMP on the MoCo v2 pre-training task (paper, Figure 2): rounds train the pruned query encoder
+against a queue of keys from its moving average (temperature 0.2), prune 20 % of the remaining
+weights, and report top-1 retrieval accuracy (Eq. (2)). Embedded: resnet20 pre-trained on
+generated shapes (θ_p), MoCo on natural-image patches at 16 px with a 1024-key queue and key
+momentum 0.99 (few steps a round), 5 rounds, 3 seeds, every round run.
+Paper scale, from local files: --weights <θ_MoCo, moco_v2_800ep_pretrain.pth.tar>
+--data-root <dir with imagenet/train, imagenet/val> --set model=resnet50 --set dataset=imagenet
+--set image_size=224 --set schedule=moco --set queue_size=65536 --set key_momentum=0.999
+--set rounds=18 --gpus-per-trial 1."""
+
+from ray_lth.ssl_space import SelfSupervisedSweepSpace
+
+
+def space() -> SelfSupervisedSweepSpace:
+    return SelfSupervisedSweepSpace(
+        description=__doc__,
+        fixed=dict(model="resnet20", task="moco", rewind="pretrained", schedule="moco_embedded", rounds=5,
+                   train_images=2048, eval_images=512, queue_size=1024, key_momentum=0.99),
+        grid=dict(seed=[0, 1, 2]),
+        weights="embedded",
+        patience=100,
+    )

@@ -1,0 +1,21 @@
+"""IMP on the simCLR pre-training task (paper, Figure 2): rounds train the pruned encoder with
+NT-Xent from θ_p, prune 20 % of the remaining weights, and report top-1 retrieval accuracy
+(Eq. (2)) on held-out images. Embedded: resnet20 pre-trained on generated shapes (θ_p), simCLR on
+natural-image patches at 16 px, 5 rounds (to 67.23 %, the upstream mask of simclr_temperature),
+3 seeds, every round run (no early stop: the whole curve is the result).
+Paper scale, from local files: --weights <θ_sim, simCLR checkpoint converted to PyTorch>
+--data-root <dir with imagenet/train, imagenet/val> --set model=resnet50 --set dataset=imagenet
+--set image_size=224 --set schedule=simclr --set normalize=none --set rounds=18 --gpus-per-trial 1."""
+
+from ray_lth.ssl_space import SelfSupervisedSweepSpace
+
+
+def space() -> SelfSupervisedSweepSpace:
+    return SelfSupervisedSweepSpace(
+        description=__doc__,
+        fixed=dict(model="resnet20", task="simclr", rewind="pretrained", schedule="simclr_embedded", rounds=5,
+                   train_images=2048, eval_images=512),
+        grid=dict(seed=[0, 1, 2]),
+        weights="embedded",
+        patience=100,
+    )
