@@ -23,6 +23,7 @@ def _trajectory(folder, **values):
 
 @pytest.fixture(scope="module")
 def pretrained_run(tmp_path_factory, resnet8_weights):
+    torch.set_num_threads(1)  # module fixtures run before conftest's per-test one-thread fixture
     folder = tmp_path_factory.mktemp("run") / "trajectory"
     config = _trajectory(folder, weights=str(resnet8_weights), rewind="pretrained")
     return folder, config

@@ -65,6 +65,10 @@ def plot_curves(curves: Mapping[str, List[CurvePoint]], path, title: str, band: 
         ax.fill_between(xs, 100 * (mean - std), 100 * (mean + std), color=color, alpha=0.2, linewidth=0)
         all_sparsities += [p.sparsity for p in points]
         own_band = (bands or {}).get(label, band)
+        if band is None and own_band is not None:  # no common baseline: each curve's own dense band
+            ax.axhline(100 * own_band.mean, color=color, linestyle="--", linewidth=0.8)
+            ax.axhspan(100 * own_band.threshold, 100 * (own_band.mean + own_band.std), color=color, alpha=0.08,
+                       linewidth=0)
         best = matching_boundary(points, own_band)
         if best is not None:
             bx = (1.0 - best.sparsity) * remaining[label] if remaining is not None else _x(best.sparsity)

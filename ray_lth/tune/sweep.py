@@ -8,6 +8,7 @@ per trial and round), ``summary.csv`` and ``tensorboard/``.
 import csv
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -17,6 +18,7 @@ from ray import tune
 from ray.tune import CLIReporter
 from ray.tune.search.optuna import OptunaSearch
 
+from ..analysis.report import write_report
 from ..matching import MatchingTracker
 from ..spaces import SweepSpace
 from ..transfer import TransferSpace, replay_boundary_searches, transfer_verdicts
@@ -41,6 +43,7 @@ class SweepOutcome:
     summary: List[dict]
     errors: List[str]
     transfer: Optional[dict] = None  # transfer_verdicts() of a TransferSpace
+    report: Optional[Path] = None  # report/README.md, None if writing the report failed
 
 
 def _distribution(spec):
@@ -146,7 +149,18 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
             transfer["search"] = replay_boundary_searches(plan, final)
             write_summary(experiment_dir / "max_matching_search.csv",
                           [{"task": task, **answer} for task, answer in transfer["search"].items()])
-    return SweepOutcome(experiment_dir, summary, errors, transfer)
+    return SweepOutcome(experiment_dir, summary, errors, transfer, _report(experiment_dir))
+
+
+def _report(experiment_dir: Path) -> Optional[Path]:
+    """Write ``report/`` (plots and tables); a failure here is logged, never raised: the sweep's
+    results are on disk already and ``launchers/report.py`` can write the report again."""
+    try:
+        return write_report(experiment_dir)
+    except Exception as error:  # noqa: BLE001 - any plotting error must not lose a finished sweep
+        print(f"ray_lth: the report was not written ({type(error).__name__}: {error}); "
+              f"run: python launchers/report.py {experiment_dir}", file=sys.stderr, flush=True)
+        return None
 
 
 def summarise(tracker: MatchingTracker, rows: List[dict]) -> List[dict]:

@@ -1,0 +1,41 @@
+"""The report of a finished (or interrupted) experiment, from its folder alone: nothing reruns.
+
+    python launchers/report.py experiments/quick
+    python launchers/report.py experiments/depth-resnet152 --compare experiments/depth-resnet50
+
+Writes <experiment>/report/: accuracy-vs-sparsity curves (mean ± std over seeds, the dense
+mean ± std band, the matching boundary starred; over the number of remaining weights when several
+models meet), the tables of maximum matching and universal sparsity (CSV and README.md), the
+relative mask similarity, completely pruned kernels and kernel heatmaps (PNG). The sweep writes
+the same report at its end.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ray_lth.analysis.report import write_report  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", help="an experiment folder (holding results.csv)")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="EXPERIMENT",
+                        help="other experiment folders whose curves join the figures (e.g. another model)")
+    args = parser.parse_args(argv)
+    try:
+        readme = write_report(args.experiment, args.compare)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"report: {readme}")
+    for path in sorted(readme.parent.iterdir()):
+        if path != readme:
+            print(f"  {path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

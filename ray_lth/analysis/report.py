@@ -1,0 +1,358 @@
+"""The report of a finished experiment folder, without rerunning anything (paper, 5.1-5.3).
+
+Reads ``results.csv``, each trial's ``params.json`` (its config, as Ray Tune wrote it),
+``ray_lth_space.json`` (a transfer plan's references) and the round masks under
+``<trial>/trajectory/``, and writes into ``<experiment>/report/``:
+
+- ``curves_<task>.png``: metric vs sparsity, one curve per series (an IMP group, or the tickets
+  of one source transferred at several rounds), mean ± std over seeds, the dense mean ± std band,
+  the matching boundary starred; ``curves_<task>_remaining.png`` over the *number* of remaining
+  weights when the series span several models (Figures 9 and 12);
+- ``max_matching.csv`` and, for a transfer, ``universal.csv``: the tables of maximum matching and
+  universal sparsity; ``perturbations.csv`` when the plan has perturbation baselines;
+- ``similarity.png``/``.csv`` (relative similarity of the masks of every IMP trial at their
+  deepest common round), ``similarity_by_sparsity.png``, ``zero_kernels.png``/``.csv`` (Figure 6)
+  and ``heatmap_<series>.png`` (Figure 7, at the round closest to 79.03 % sparsity);
+- ``README.md``: the tables and the figures, in Markdown.
+"""
+
+import csv
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from ..masks import MaskFileError, load_mask, read_mask_header
+from ..masks import sparsity as mask_sparsity
+from ..matching import DenseBand, MatchingTracker, dense_band
+from .curves import CurvePoint, curve_from_rows, matching_boundary
+from .kernels import zero_kernel_counts
+from .plots import plot_curves, plot_kernel_heatmaps, plot_series, plot_similarity_matrix
+from .similarity import relative_similarity, similarity_matrix
+
+REPORT_DIR = "report"
+HEATMAP_SPARSITY = 0.7903  # Figure 7's sparsity (7 rounds of 20 %)
+_MASK = "mask_round_{:02d}.rlthmask"
+_MAX_TRIALS = 12  # similarity matrix size; more is unreadable
+
+
+@dataclass
+class Series:
+    """One curve: an IMP group (points by round) or tickets of one source (points by upstream round)."""
+
+    label: str
+    task: str
+    model: str
+    groups: List[str]
+    points: List[CurvePoint]
+    band: Optional[DenseBand]
+    kind: str  # "imp" or "ticket"
+    trials: List[str] = field(default_factory=list)  # trial names, seed order (IMP only)
+    experiment: Path = None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
+
+
+def read_rows(path: Path) -> List[dict]:
+    if not path.is_file():
+        raise ValueError(f"{path}: no results.csv; is this an experiment folder written by launchers/sweep.py?")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    required = {"trial_name", "group", "seed", "round", "sparsity", "metric"}
+    if rows and not required <= set(rows[0]):
+        raise ValueError(f"{path}: columns {sorted(required - set(rows[0]))} missing")
+    return rows
+
+
+def _trial_configs(folder: Path, rows: List[dict]) -> Dict[str, dict]:
+    configs = {}
+    for name in sorted({r["trial_name"] for r in rows}):
+        params = folder / name / "params.json"
+        if params.is_file():
+            configs[name] = json.loads(params.read_text())
+    return configs
+
+
+def _plan(folder: Path):
+    space_file = folder / "ray_lth_space.json"
+    if not space_file.is_file():
+        return None
+    saved = json.loads(space_file.read_text())
+    if saved.get("kind") != "transfer":
+        return None
+    from ..transfer import TransferSpace
+
+    return TransferSpace(**saved["space"]).plan()
+
+
+def _ticket_stem(label: str) -> Optional[int]:
+    match = re.search(r"-r(\d+)", label)
+    return int(match.group(1)) if match else None
+
+
+def load_series(folder: Path, prefix: str = "") -> tuple:
+    """(series, rows, plan) of one experiment folder."""
+    folder = Path(folder)
+    rows = read_rows(folder / "results.csv")
+    configs = _trial_configs(folder, rows)
+    plan = _plan(folder)
+    by_group: Dict[str, List[dict]] = {}
+    for row in rows:
+        by_group.setdefault(row["group"], []).append(row)
+    group_config = {}
+    for row in rows:
+        config = configs.get(row["trial_name"])
+        if config is not None:
+            group_config.setdefault(row["group"], config)
+
+    def own_band(group) -> Optional[DenseBand]:
+        reference = plan.references.get(group, group) if plan else group
+        dense = [float(r["metric"]) for r in by_group.get(reference, []) if int(r["round"]) == 0]
+        return dense_band(dense) if dense else None
+
+    # name an IMP curve by the fields that tell it apart from the other IMP groups, not by a hash
+    pruned_groups = [g for g, rs in by_group.items() if any(int(r["round"]) > 0 for r in rs) and g in group_config]
+    differing = sorted(k for k in set().union(*(group_config[g] for g in pruned_groups)) - _NOT_DISTINGUISHING
+                       if len({json.dumps(group_config[g].get(k), sort_keys=True) for g in pruned_groups}) > 1
+                       ) if pruned_groups else []
+    series: List[Series] = []
+    tickets: Dict[tuple, List[str]] = {}
+    for group, group_rows in by_group.items():
+        config = group_config.get(group, {})
+        label_text = config.get("mask_label", "")
+        pruned = any(int(r["round"]) > 0 for r in group_rows)
+        if pruned:
+            trials = sorted({r["trial_name"] for r in group_rows}, key=lambda t: int(
+                next(r["seed"] for r in group_rows if r["trial_name"] == t)))
+            series.append(Series(prefix + _series_label(group, config, differing), config.get("task", "?"),
+                                 config.get("model", "?"), [group], curve_from_rows(group_rows), own_band(group),
+                                 "imp", trials, folder))
+        elif label_text and _ticket_stem(label_text) is not None:
+            stem = re.sub(r"-r\d+", "", label_text)
+            key = (config.get("task"), config.get("model"), config.get("rewind"), stem)
+            tickets.setdefault(key, []).append(group)
+        # a dense-only group (round 0, no ticket) is a baseline: it appears as a band
+    for (task, model, rewind, stem), groups in sorted(tickets.items()):
+        rows_by_round = []
+        for group in groups:
+            k = _ticket_stem(group_config[group]["mask_label"])
+            rows_by_round += [{**r, "round": k} for r in by_group[group]]
+        label = f"{prefix}({stem}, {_theta(rewind)}) {model}"
+        series.append(Series(label, task, model, groups, curve_from_rows(rows_by_round), own_band(groups[0]),
+                             "ticket", [], folder))
+    seen: Dict[str, int] = {}
+    for s in series:  # two curves never share a label (a dict of curves would merge them)
+        seen[s.label] = seen.get(s.label, 0) + 1
+    for s in series:
+        if seen[s.label] > 1:
+            s.label = f"{s.label} [{s.groups[0].rsplit('-', 1)[-1]}]"
+    return series, rows, plan
+
+
+def _theta(rewind: str) -> str:
+    return {"pretrained": "θ_p", "init": "θ_0", "early": "θ_k%", "reinit": "re-init"}.get(rewind, str(rewind))
+
+
+_NOT_DISTINGUISHING = {"seed", "device", "num_workers", "data_root", "mask_file", "mask_label", "weights", "task",
+                       "model", "rewind", "rounds"}
+
+
+def _series_label(group: str, config: dict, differing: Sequence[str]) -> str:
+    if not config:
+        return group
+    extra = " ".join(f"{k}={config.get(k)}" for k in differing)
+    return (f"(m_{config.get('task')}, {_theta(config.get('rewind', 'pretrained'))}) {config.get('model')}"
+            + (f" {extra}" if extra else ""))
+
+
+def _prunable_total(series: Series) -> int:
+    """Prunable weights of the series' model, from any mask file of it (header only)."""
+    folder = series.experiment
+    for trial in series.trials:
+        path = folder / trial / "trajectory" / _MASK.format(0)
+        if path.is_file():
+            return int(read_mask_header(path)["total"])
+    for params in folder.glob("*/params.json"):
+        config = json.loads(params.read_text())
+        if config.get("model") == series.model and config.get("mask_file") and Path(config["mask_file"]).is_file():
+            return int(read_mask_header(config["mask_file"])["total"])
+    from ..models import build_model, get_model_spec, prunable_parameters
+
+    spec = get_model_spec(series.model)
+    return sum(p.numel() for p in prunable_parameters(build_model(series.model, 1), spec.never_pruned).values())
+
+
+def _write_csv(path: Path, rows: List[dict]) -> Optional[Path]:
+    if not rows:
+        return None
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * float(value):.2f}"
+
+
+def _markdown_table(rows: List[dict], columns: Sequence[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _trial_masks(series: Series, trial: str, rows: List[dict]) -> Dict[int, dict]:
+    """round -> mask for every finished round of ``trial`` whose mask file is readable."""
+    finished = sorted({int(r["round"]) for r in rows if r["trial_name"] == trial})
+    masks = {}
+    for k in finished:
+        path = series.experiment / trial / "trajectory" / _MASK.format(k)
+        try:
+            masks[k] = load_mask(path)
+        except MaskFileError:
+            continue  # a missing/corrupt mask leaves a gap in the mask figures, not a failed report
+    return masks
+
+
+def write_report(experiment, compare: Sequence = ()) -> Path:
+    """Write ``<experiment>/report/`` (see the module docstring); returns its README.md."""
+    experiment = Path(experiment)
+    out = experiment / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    series, rows, plan = load_series(experiment)
+    all_rows = {experiment: rows}
+    for other in compare:
+        other = Path(other)
+        more, other_rows, _ = load_series(other, prefix=f"{other.name}: ")
+        series += more
+        all_rows[other] = other_rows
+    figures: List[tuple] = []  # (title, file name)
+    tables: List[str] = []
+
+    # curves per task, and over the remaining-weight count when several models meet
+    for task in sorted({s.task for s in series}):
+        in_task = [s for s in series if s.task == task]
+        curves = {s.label: s.points for s in in_task}
+        bands = {s.label: s.band for s in in_task}
+        distinct = {b for b in bands.values() if b is not None}
+        common = distinct.pop() if len(distinct) == 1 else None
+        name = f"curves_{_slug(task)}.png"
+        plot_curves(curves, out / name, f"{task}: metric vs sparsity (mean ± std over seeds)", band=common,
+                    bands=bands)
+        figures.append((f"{task}: metric vs sparsity", name))
+        if len({s.model for s in in_task}) > 1:
+            remaining = {s.label: _prunable_total(s) for s in in_task}
+            name = f"curves_{_slug(task)}_remaining.png"
+            plot_curves(curves, out / name, f"{task}: metric vs remaining weights", band=common, bands=bands,
+                        remaining=remaining)
+            figures.append((f"{task}: metric vs number of remaining weights", name))
+
+    # maximum matching sparsity per series
+    matching_rows = []
+    for s in series:
+        best = matching_boundary(s.points, s.band)
+        matching_rows.append({"series": s.label, "groups": " ".join(s.groups), "task": s.task, "model": s.model,
+                              "kind": s.kind,
+                              "seeds": s.band.seeds if s.band else 0,
+                              "dense_mean": s.band.mean if s.band else None, "dense_std": s.band.std if s.band else None,
+                              "max_matching_sparsity": best.sparsity if best else None,
+                              "round": best.round if best else None, "metric_there": best.mean if best else None})
+    _write_csv(out / "max_matching.csv", matching_rows)
+    tables.append("## Maximum matching sparsity\n\nLargest sparsity whose mean over every seed is ≥ dense mean − std "
+                  "(footnote 7); `round` is the IMP round (for transferred tickets, the upstream round).\n\n" +
+                  _markdown_table([{**r, "dense %": f"{_pct(r['dense_mean'])} ± {_pct(r['dense_std'])}",
+                                    "max matching sparsity %": _pct(r["max_matching_sparsity"]),
+                                    "metric there %": _pct(r["metric_there"])} for r in matching_rows],
+                                  ["series", "task", "seeds", "dense %", "max matching sparsity %", "round",
+                                   "metric there %"]))
+
+    if plan is not None and plan.dense_groups:
+        from ..transfer import transfer_verdicts
+
+        tracker = MatchingTracker(len(plan.seeds), 1, plan.references)
+        for r in rows:
+            tracker.add(r["group"], r["trial_name"], int(r["round"]), float(r["sparsity"]), float(r["metric"]))
+        verdicts = transfer_verdicts(tracker, plan, plan.rounds)
+        universal = []
+        for k in plan.rounds:
+            entries = [v for v in verdicts["rows"] if v["round"] == k]
+            row = {"upstream_round": k, "sparsity": next((v["sparsity"] for v in entries if v["sparsity"] is not None), None)}
+            for v in entries:
+                row[v["task"]] = {True: "yes", False: "no", None: "?"}[v["matching"]]
+                row[f"{v['task']}_mean"] = v["mean"]
+            row["universal"] = "yes" if entries and all(v["matching"] for v in entries) else "no"
+            universal.append(row)
+        _write_csv(out / "universal.csv", universal)
+        tasks = list(plan.dense_groups)
+        tables.append("## Universal sparsity (transferred tickets)\n\n" + _markdown_table(
+            [{**r, "sparsity %": _pct(r["sparsity"]),
+              **{f"{t} mean %": _pct(r.get(f"{t}_mean")) for t in tasks}} for r in universal],
+            ["upstream_round", "sparsity %"] + [c for t in tasks for c in (f"{t} mean %", t)] + ["universal"]) +
+            f"\n\nMaximum universal sparsity (matching on every task): {_pct(verdicts['max_universal_sparsity'])} %; "
+            f"per task: " + ", ".join(f"{t} {_pct(v)} %" for t, v in verdicts["max_matching_by_task"].items()))
+
+    # mask analyses over the IMP trials (Figure 6 and 7)
+    imp = [s for s in series if s.kind == "imp" and s.trials]
+    masks: Dict[str, Dict[int, dict]] = {}
+    for s in imp:
+        for trial in s.trials:
+            masks[f"{s.label} seed{trial.rsplit('seed', 1)[-1]}"] = _trial_masks(s, trial, all_rows[s.experiment])
+    kernel_rows, zero_series = [], {}
+    for s in imp:
+        first = masks[f"{s.label} seed{s.trials[0].rsplit('seed', 1)[-1]}"]
+        points = {}  # round -> (sparsity, zero kernels)
+        for k, mask in sorted(first.items()):
+            counts = zero_kernel_counts(mask)
+            points[k] = (mask_sparsity(mask), counts["total"]["zero"])
+            kernel_rows += [{"series": s.label, "trial": s.trials[0], "round": k, "sparsity": points[k][0],
+                             "layer": layer, "zero_kernels": c["zero"], "kernels": c["kernels"]}
+                            for layer, c in counts.items()]
+        if points:
+            zero_series[s.label] = list(points.values())
+        pruned_rounds = [k for k in points if k > 0]
+        if pruned_rounds:
+            closest = min(pruned_rounds, key=lambda k: abs(points[k][0] - HEATMAP_SPARSITY))
+            name = f"heatmap_{_slug(s.label)}.png"
+            plot_kernel_heatmaps(first[closest], out / name, f"{s.label}, round {closest} ({100 * points[closest][0]:.2f} "
+                                 f"% sparsity): bright = completely pruned kernel")
+            figures.append((f"kernel heatmap, {s.label}, round {closest}", name))
+    if zero_series:
+        _write_csv(out / "zero_kernels.csv", kernel_rows)
+        plot_series(zero_series, out / "zero_kernels.png", "completely pruned (zero) kernels, first seed",
+                    "zero kernels (count)")
+        figures.append(("completely pruned kernels vs sparsity", "zero_kernels.png"))
+
+    with_rounds = {label: m for label, m in masks.items() if len(m) > 1}
+    if len(with_rounds) >= 2:
+        chosen = dict(list(with_rounds.items())[:_MAX_TRIALS])
+        common = min(max(m) for m in chosen.values())
+        if common >= 1:
+            labels, matrix = similarity_matrix({label: m[common] for label, m in chosen.items() if common in m})
+            plot_similarity_matrix(labels, matrix, out / "similarity.png",
+                                   f"relative mask similarity at round {common}")
+            _write_csv(out / "similarity.csv", [{"mask": a, **{b: float(matrix[i, j]) for j, b in enumerate(labels)}}
+                                                for i, a in enumerate(labels)])
+            figures.append((f"relative mask similarity at round {common}", "similarity.png"))
+        pairs = {}
+        for a, b in itertools.islice(itertools.combinations(chosen, 2), 10):
+            rounds = sorted(set(chosen[a]) & set(chosen[b]) - {0})
+            pairs[f"{a} vs {b}"] = [(mask_sparsity(chosen[a][k]), relative_similarity(chosen[a][k], chosen[b][k]))
+                                    for k in rounds]
+        if any(pairs.values()):
+            plot_series(pairs, out / "similarity_by_sparsity.png", "relative mask similarity by round",
+                        "similarity (%)", percent=True)
+            figures.append(("relative mask similarity vs sparsity", "similarity_by_sparsity.png"))
+
+    readme = out / "README.md"
+    sections = [f"# Report: {experiment.name}\n\nFrom `{experiment / 'results.csv'}`"
+                + (f" and {', '.join(str(c) for c in compare)}" if compare else "") + "; nothing was rerun.\n"]
+    sections += tables
+    sections.append("## Figures\n\n" + "\n\n".join(f"### {title}\n\n![{title}]({name})" for title, name in figures))
+    readme.write_text("\n\n".join(sections) + "\n")
+    return readme
+
