@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 from .models import MODELS
+from .perturbation import MASK_PERTURBATIONS
 from .pruning import PRUNING_METHODS
 from .rewind import REWIND_POINTS
 from .tasks import TASKS, check_task_options, task_options
@@ -33,6 +34,10 @@ class ImpConfig:
     train: TrainHparams = field(default_factory=lambda: SCHEDULES["embedded"])
     mask_file: Optional[str] = None  # a transferred ticket: round 0 trains under this mask, not dense
     mask_label: str = ""  # names that mask in group names, e.g. "m_shapes-r3"
+    # section 5.2 baselines: train a perturbation of mask_file (random, complementary, flip) instead
+    mask_perturbation: str = "none"
+    perturbation_fraction: float = 0.1  # p of the flip perturbation m + Δm_p
+    rewind_file: Optional[str] = None  # θ_k% saved by the trajectory that found mask_file (rewind "early")
     data_root: Optional[str] = None
     image_size: int = 16
     device: str = "auto"
@@ -64,6 +69,13 @@ class ImpConfig:
             raise ValueError(f"weights={self.weights!r}: no such file")
         if self.mask_file and not Path(self.mask_file).is_file():
             raise ValueError(f"mask_file={self.mask_file!r}: no such file")
+        allowed("mask_perturbation", self.mask_perturbation, MASK_PERTURBATIONS)
+        if not 0.0 < self.perturbation_fraction <= 1.0:
+            raise ValueError(f"perturbation_fraction must be in (0, 1], got {self.perturbation_fraction}")
+        if self.rewind_file and self.rewind != "early":
+            raise ValueError(f"rewind_file holds a θ_k% to rewind to: it needs rewind='early', got {self.rewind!r}")
+        if self.rewind_file and not Path(self.rewind_file).is_file():
+            raise ValueError(f"rewind_file={self.rewind_file!r}: no such file")
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {self.image_size}")
         object.__setattr__(self, "task_options", check_task_options(self.task, self.task_options))

@@ -20,6 +20,7 @@ from .config import ImpConfig
 from .device import prepare_model, resolve_device
 from .masks import Mask, check_compatible, load_mask, mask_digest, ones_mask, save_mask, sparsity
 from .models import build_model, get_model_spec, prunable_parameters
+from .perturbation import perturb_mask
 from .pruning import prune
 from .rewind import apply_mask, capture_state, early_rewind_iteration, restore_state
 from .tasks import build_task, wrap_for_training
@@ -121,7 +122,7 @@ def round_generator(seed: int, round_index: int, purpose: int) -> torch.Generato
     return torch.Generator().manual_seed(1_000_003 * seed + 1_009 * round_index + purpose)
 
 
-_INIT, _DATA, _PRUNE = 0, 1, 2
+_INIT, _DATA, _PRUNE, _PERTURB = 0, 1, 2, 3
 
 
 def _fresh_model(config: ImpConfig, num_outputs: int, round_index: int):
@@ -148,8 +149,16 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
         if config.mask_file:
             first_mask = load_mask(config.mask_file)
             check_compatible(first_mask, prunable, what=f"mask_file {config.mask_file}")
-        state = TrajectoryState(next_round=0, mask=first_mask, round_mask=first_mask,
-                                rewind_state=capture_state(model))
+            first_mask = perturb_mask(first_mask, config.mask_perturbation, config.perturbation_fraction,
+                                      round_generator(config.seed, 0, _PERTURB))
+        elif config.mask_perturbation != "none":
+            raise ValueError(f"mask_perturbation={config.mask_perturbation!r} perturbs a found mask: give mask_file")
+        rewind_state = capture_state(model)
+        if config.rewind_file:
+            # the θ_k% of the trajectory that found mask_file: a perturbed mask restarts where it did
+            rewind_state = torch.load(config.rewind_file, map_location="cpu", weights_only=True)
+            check_compatible(rewind_state, model.state_dict(), what=f"rewind_file {config.rewind_file}")
+        state = TrajectoryState(next_round=0, mask=first_mask, round_mask=first_mask, rewind_state=rewind_state)
     records = list(state.records)
 
     for round_index in range(state.next_round, config.rounds + 1):
@@ -168,7 +177,7 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
 
         rewind_state = state.rewind_state
         step_hook = None
-        if round_index == 0 and config.rewind == "early":
+        if round_index == 0 and config.rewind == "early" and not config.rewind_file:
             capture_at = early_rewind_iteration(config.train.epochs * task.batches_per_epoch(config.train.batch_size),
                                                 config.rewind_fraction)
             captured = {}

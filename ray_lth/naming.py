@@ -6,7 +6,7 @@ from typing import Mapping
 
 # Fields that name a group by themselves; any other differing field goes into a short hash.
 _NAMED = ("model", "task", "rewind")
-_NOT_GROUPING = ("seed", "device", "num_workers", "data_root", "mask_file", "mask_label")
+_NOT_GROUPING = ("seed", "device", "num_workers", "data_root", "mask_file", "mask_label", "rewind_file")
 
 
 def group_name(config: Mapping) -> str:

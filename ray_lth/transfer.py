@@ -15,6 +15,7 @@ from .config import ImpConfig
 from .boundary import BoundarySearch
 from .matching import MatchingTracker, dense_band, is_matching, is_universal
 from .naming import group_name
+from .perturbation import MASK_PERTURBATIONS
 
 TASK_SPECIFIC_REWINDS = ("pretrained", "init", "early")
 SEARCHES = ("exhaustive", "bisect")
@@ -25,6 +26,7 @@ class Dependent:
     upstream: int  # index into TransferPlan.upstream
     round: int  # the upstream round whose mask (mask_round_KK) this trial fine-tunes
     config: dict
+    rewind_from_upstream: bool = False  # restart from the upstream's saved θ_k% (rewind_file)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,12 @@ class TransferSpace:
     # "exhaustive": every round x seed on every task; "bisect": BoundarySearch over the rounds
     # (bisection with one seed, all seeds at the boundary), once every mask exists
     search: str = "exhaustive"
+    # section 5.2 baselines (Figure 8): IMP on the upstream task from each of ``perturbation_rewinds``
+    # (θ_0 "init", θ_5% "early", θ_p "pretrained"), and at every listed round its mask perturbed
+    # ("random", "complementary", "flip") and trained from the same rewind point on the same task
+    perturbations: List[str] = field(default_factory=list)
+    perturbation_rewinds: List[str] = field(default_factory=lambda: ["pretrained"])
+    perturbation_fraction: float = 0.1
 
     @property
     def seeds_per_group(self) -> int:
@@ -74,7 +82,10 @@ class TransferSpace:
         seeds = overrides.pop("seed", self.seeds)
         rounds = overrides.pop("rounds", self.rounds)
         search = overrides.pop("search", self.search)
-        return replace(self, search=search, seeds=list(seeds) if isinstance(seeds, list) else [seeds],
+        perturbations = overrides.pop("perturbations", self.perturbations)
+        perturbation_rewinds = overrides.pop("perturbation_rewinds", self.perturbation_rewinds)
+        return replace(self, search=search, perturbations=list(perturbations),
+                       perturbation_rewinds=list(perturbation_rewinds), seeds=list(seeds) if isinstance(seeds, list) else [seeds],
                        rounds=list(rounds) if isinstance(rounds, list) else [rounds],
                        upstream={**self.upstream, **overrides},
                        downstream={t: {**v, **overrides} for t, v in self.downstream.items()})
@@ -82,8 +93,16 @@ class TransferSpace:
     def plan(self) -> TransferPlan:
         if not self.rounds or min(self.rounds) < 1:
             raise ValueError(f"rounds must list upstream rounds >= 1 (round k has sparsity 1-0.8^k), got {self.rounds}")
-        if not self.downstream:
-            raise ValueError("downstream must name at least one task")
+        if not self.downstream and not self.perturbations:
+            raise ValueError("downstream must name at least one task (or perturbations a baseline)")
+        bad = sorted(set(self.perturbations) - set(MASK_PERTURBATIONS[1:]))
+        if bad:
+            raise ValueError(f"perturbations {bad} not allowed; choose from {list(MASK_PERTURBATIONS[1:])}")
+        bad = sorted(set(self.perturbation_rewinds) - set(TASK_SPECIFIC_REWINDS))
+        if bad:
+            raise ValueError(f"perturbation_rewinds {bad} not allowed; choose from {list(TASK_SPECIFIC_REWINDS)}")
+        if self.perturbations and self.search != "exhaustive":
+            raise ValueError("perturbation baselines run every round x seed: use search='exhaustive'")
         if self.search not in SEARCHES:
             raise ValueError(f"search={self.search!r} is not allowed; choose one of {list(SEARCHES)}")
         if sorted(set(self.rounds)) != list(self.rounds):
@@ -119,8 +138,31 @@ class TransferSpace:
                     imp.pop("weights", None)
                 references[group_name({**imp, "seed": 0})] = dense_groups[task]
                 independent += [{**imp, "seed": s} for s in self.seeds]
+        self._plan_perturbations(upstream, dependents, references, upstream_task)
         return TransferPlan(upstream, independent, dependents, references, dense_groups, ticket_groups,
                             list(self.rounds), list(self.seeds), self.search, dense_index, dependent_index)
+
+    def _plan_perturbations(self, upstream: List[dict], dependents: List[Dependent], references: Dict[str, str],
+                            task: str) -> None:
+        """Append, per perturbation rewind, its IMP upstream (reusing an identical one) and its
+        perturbed-mask dependents; each is judged against its own upstream's dense round 0."""
+        for rewind in self.perturbation_rewinds if self.perturbations else []:
+            for seed in self.seeds:
+                imp = {**self.upstream, "rewind": rewind, "seed": seed,
+                       "rounds": max(int(self.upstream.get("rounds", 0)), max(self.rounds))}
+                if rewind in ("init", "early"):
+                    imp.pop("weights", None)  # θ_0 and θ_5% start from the random init (section 5.2)
+                if imp not in upstream:
+                    upstream.append(imp)
+                index = upstream.index(imp)
+                dense_group = group_name(imp)
+                for k in self.rounds:
+                    for kind in self.perturbations:
+                        config = {**imp, "rounds": 0, "mask_perturbation": kind, "mask_label": f"m_{task}-r{k}-{kind}"}
+                        if kind == "flip":
+                            config["perturbation_fraction"] = self.perturbation_fraction
+                        references[group_name(config)] = dense_group
+                        dependents.append(Dependent(index, k, config, rewind_from_upstream=rewind == "early"))
 
     def validate(self) -> List[ImpConfig]:
         plan = self.plan()

@@ -9,7 +9,8 @@ Reads ``results.csv``, each trial's ``params.json`` (its config, as Ray Tune wro
   the matching boundary starred; ``curves_<task>_remaining.png`` over the *number* of remaining
   weights when the series span several models (Figures 9 and 12);
 - ``max_matching.csv`` and, for a transfer, ``universal.csv``: the tables of maximum matching and
-  universal sparsity; ``perturbations.csv`` when the plan has perturbation baselines;
+  universal sparsity; ``perturbations_<task>_<rewind>.png`` (Figure 8) when the plan has
+  perturbation baselines (each judged against its own rewind's dense band);
 - ``similarity.png``/``.csv`` (relative similarity of the masks of every IMP trial at their
   deepest common round), ``similarity_by_sparsity.png``, ``zero_kernels.png``/``.csv`` (Figure 6)
   and ``heatmap_<series>.png`` (Figure 7, at the round closest to 79.03 % sparsity);
@@ -51,6 +52,8 @@ class Series:
     kind: str  # "imp" or "ticket"
     trials: List[str] = field(default_factory=list)  # trial names, seed order (IMP only)
     experiment: Path = None
+    rewind: str = ""
+    perturbation: str = ""  # "random", "complementary" or "flip" for a section 5.2 baseline
 
 
 def _slug(text: str) -> str:
@@ -130,20 +133,21 @@ def load_series(folder: Path, prefix: str = "") -> tuple:
                 next(r["seed"] for r in group_rows if r["trial_name"] == t)))
             series.append(Series(prefix + _series_label(group, config, differing), config.get("task", "?"),
                                  config.get("model", "?"), [group], curve_from_rows(group_rows), own_band(group),
-                                 "imp", trials, folder))
+                                 "imp", trials, folder, config.get("rewind", "")))
         elif label_text and _ticket_stem(label_text) is not None:
             stem = re.sub(r"-r\d+", "", label_text)
-            key = (config.get("task"), config.get("model"), config.get("rewind"), stem)
+            key = (config.get("task"), config.get("model"), config.get("rewind"), stem,
+                   config.get("mask_perturbation", "none"))
             tickets.setdefault(key, []).append(group)
         # a dense-only group (round 0, no ticket) is a baseline: it appears as a band
-    for (task, model, rewind, stem), groups in sorted(tickets.items()):
+    for (task, model, rewind, stem, perturbation), groups in sorted(tickets.items()):
         rows_by_round = []
         for group in groups:
             k = _ticket_stem(group_config[group]["mask_label"])
             rows_by_round += [{**r, "round": k} for r in by_group[group]]
         label = f"{prefix}({stem}, {_theta(rewind)}) {model}"
         series.append(Series(label, task, model, groups, curve_from_rows(rows_by_round), own_band(groups[0]),
-                             "ticket", [], folder))
+                             "ticket", [], folder, rewind, "" if perturbation == "none" else perturbation))
     seen: Dict[str, int] = {}
     for s in series:  # two curves never share a label (a dict of curves would merge them)
         seen[s.label] = seen.get(s.label, 0) + 1
@@ -245,6 +249,14 @@ def write_report(experiment, compare: Sequence = ()) -> Path:
         plot_curves(curves, out / name, f"{task}: metric vs sparsity (mean ± std over seeds)", band=common,
                     bands=bands)
         figures.append((f"{task}: metric vs sparsity", name))
+        if any(s.perturbation for s in in_task):  # Figure 8: per rewind point, m against m_r, m^c, m + Δm
+            for rewind in sorted({s.rewind for s in in_task if s.perturbation}):
+                chosen = [s for s in in_task if s.rewind == rewind]
+                name = f"perturbations_{_slug(task)}_{rewind}.png"
+                plot_curves({s.label: s.points for s in chosen}, out / name,
+                            f"{task}: IMP mask vs perturbed masks, all from {_theta(rewind)}",
+                            band=chosen[0].band, bands={s.label: s.band for s in chosen})
+                figures.append((f"{task}: perturbation baselines from {_theta(rewind)}", name))
         if len({s.model for s in in_task}) > 1:
             remaining = {s.label: _prunable_total(s) for s in in_task}
             name = f"curves_{_slug(task)}_remaining.png"

@@ -108,8 +108,11 @@ class DependencySearcher(Searcher):
         up = dependent.upstream
         upstream_name = trial_name(self.plan.upstream[up])
         if self.upstream_round.get(up, -1) >= dependent.round - 1 and up in self.upstream_path:
-            mask_file = Path(self.upstream_path[up]) / "trajectory" / f"mask_round_{dependent.round:02d}.rlthmask"
-            return {**dependent.config, "mask_file": str(mask_file)}
+            trajectory = Path(self.upstream_path[up]) / "trajectory"
+            config = {**dependent.config, "mask_file": str(trajectory / f"mask_round_{dependent.round:02d}.rlthmask")}
+            if dependent.rewind_from_upstream:
+                config["rewind_file"] = str(trajectory / "rewind_state.pt")  # the upstream's θ_k%
+            return config
         if up in self.upstream_ended:
             error = self.upstream_ended[up]
             why = (f"upstream trial {upstream_name} failed: {error}" if error else
