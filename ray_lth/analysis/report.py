@@ -145,14 +145,16 @@ def load_series(folder: Path, prefix: str = "") -> tuple:
         for group in groups:
             k = _ticket_stem(group_config[group]["mask_label"])
             rows_by_round += [{**r, "round": k} for r in by_group[group]]
-        label = f"{prefix}({stem}, {_theta(rewind)}) {model}"
+        # "transferred" marks tickets found on another task; a perturbed mask names its perturbation
+        kind_word = "" if perturbation != "none" or stem.startswith(f"m_{task}") else "transferred "
+        label = f"{prefix}{kind_word}({stem}, {_theta(rewind)}) {model}"
         series.append(Series(label, task, model, groups, curve_from_rows(rows_by_round), own_band(groups[0]),
                              "ticket", [], folder, rewind, "" if perturbation == "none" else perturbation))
-    seen: Dict[str, int] = {}
-    for s in series:  # two curves never share a label (a dict of curves would merge them)
-        seen[s.label] = seen.get(s.label, 0) + 1
+    seen: Dict[tuple, int] = {}
+    for s in series:  # two curves of a task never share a label (a dict of curves would merge them)
+        seen[(s.task, s.label)] = seen.get((s.task, s.label), 0) + 1
     for s in series:
-        if seen[s.label] > 1:
+        if seen[(s.task, s.label)] > 1:
             s.label = f"{s.label} [{s.groups[0].rsplit('-', 1)[-1]}]"
     return series, rows, plan
 
@@ -279,7 +281,8 @@ def write_report(experiment, compare: Sequence = ()) -> Path:
                   "(footnote 7); `round` is the IMP round (for transferred tickets, the upstream round).\n\n" +
                   _markdown_table([{**r, "dense %": f"{_pct(r['dense_mean'])} ± {_pct(r['dense_std'])}",
                                     "max matching sparsity %": _pct(r["max_matching_sparsity"]),
-                                    "metric there %": _pct(r["metric_there"])} for r in matching_rows],
+                                    "metric there %": _pct(r["metric_there"]),
+                                    "round": "—" if r["round"] is None else r["round"]} for r in matching_rows],
                                   ["series", "task", "seeds", "dense %", "max matching sparsity %", "round",
                                    "metric there %"]))
 
