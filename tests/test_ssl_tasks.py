@@ -155,3 +155,14 @@ def test_embedded_imp_rounds_report_retrieval_above_chance(resnet8_weights, task
         assert r.record.metric == metrics["retrieval_top1"] > 2 * metrics["retrieval_chance"], metrics
     # the mask is the backbone's: no projection head or key encoder weight in it
     assert all(name.startswith(("layer", "conv")) for name in results[-1].state.mask)
+
+
+@pytest.mark.parametrize("name,task", [("pretrain_simclr", "simclr"), ("pretrain_moco", "moco")])
+def test_pretrain_spaces_are_embedded_imp_on_their_task_and_check_option_values(resnet8_weights, name, task):
+    from ray_lth.spaces import load_space
+
+    space = load_space(name).with_overrides(dict(weights=str(resnet8_weights)))
+    configs = space.validate()
+    assert len(configs) == 3 and all(c.task == task and c.rounds == 5 and c.train.milestones == () for c in configs)
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        space.with_overrides(dict(temperature=-1.0)).validate()
