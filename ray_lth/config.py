@@ -92,7 +92,8 @@ class ImpConfig:
             raise ValueError(f"unknown config keys {unknown} (task {task!r}); allowed: {allowed}")
         overrides = {k: values.pop(k) for k in TRAIN_FIELDS if k in values}
         values["task_options"] = {k: values.pop(k) for k in options if k in values}
-        schedule = values.get("schedule", "embedded")
+        # a task's own Table 1 preset (e.g. detection's) unless the config names one
+        schedule = values.setdefault("schedule", TASKS.get(task).schedule if task in TASKS.names() else "embedded")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule={schedule!r} is not allowed; choose one of {sorted(SCHEDULES)}")
         return cls(**values, train=schedule_for(schedule, **overrides))

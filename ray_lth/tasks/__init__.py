@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from ..registry import Registry
+from . import detection, segmentation
 from .classification import ClassificationTask
 from .datasets import EMBEDDED, REAL, DatasetMissingError
 
@@ -66,6 +67,15 @@ for _name in CLASSIFICATION_TASKS:
     register_task(_name, _classification)
 
 from . import ssl  # noqa: E402,F401  (registers the simclr and moco tasks)
+
+register_task("detection_shapes", detection.detection_shapes, schedule="embedded_detection",
+              options={"detector": "faster_rcnn", "scenes_train": 512, "scenes_test": 128})
+register_task("voc_detection", detection.voc_detection_task, options={"detector": "faster_rcnn"},
+              schedule="voc_detection")
+register_task("segmentation_shapes", segmentation.segmentation_shapes, schedule="embedded_segmentation",
+              options={"segmenter": "deeplabv3plus", "scenes_train": 512, "scenes_test": 128})
+register_task("voc_segmentation", segmentation.voc_segmentation_task, options={"segmenter": "deeplabv3plus"},
+              schedule="voc_segmentation")
 
 
 __all__ = ["build_task", "check_task_options", "ClassificationTask", "DatasetMissingError", "register_task",
