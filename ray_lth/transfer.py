@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, List
 
 from .config import ImpConfig
+from .tasks import TASKS, task_options
 from .boundary import BoundarySearch
 from .matching import MatchingTracker, dense_band, is_matching, is_universal
 from .naming import group_name
@@ -42,6 +43,13 @@ class TransferPlan:
     search: str = "exhaustive"
     dense_index: Dict[tuple, int] = field(default_factory=dict)  # (task, seed) -> index in independent
     dependent_index: Dict[tuple, int] = field(default_factory=dict)  # (task, round, seed) -> index in dependents
+
+
+def _applicable(overrides: Dict[str, object], task: str) -> Dict[str, object]:
+    """The overrides that make sense for ``task``: all but other tasks' own options."""
+    others = {option for name in TASKS.names() if name != task for option in task_options(name)}
+    own = set(task_options(task)) if task in TASKS.names() else set()
+    return {k: v for k, v in overrides.items() if k in own or k not in others}
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,8 @@ class TransferSpace:
     def with_overrides(self, overrides: Dict[str, object]) -> "TransferSpace":
         """``--set`` for a transfer space: ``seed=[..]`` sets the seeds, ``rounds=[..]`` the
         transferred rounds, ``search=bisect`` the search; any other key applies to the upstream
-        and every downstream task."""
+        and every downstream task, except a task's own option (e.g. ``detector``), which applies
+        only to the tasks that have it."""
         overrides = dict(overrides)
         seeds = overrides.pop("seed", self.seeds)
         rounds = overrides.pop("rounds", self.rounds)
@@ -87,8 +96,8 @@ class TransferSpace:
         return replace(self, search=search, perturbations=list(perturbations),
                        perturbation_rewinds=list(perturbation_rewinds), seeds=list(seeds) if isinstance(seeds, list) else [seeds],
                        rounds=list(rounds) if isinstance(rounds, list) else [rounds],
-                       upstream={**self.upstream, **overrides},
-                       downstream={t: {**v, **overrides} for t, v in self.downstream.items()})
+                       upstream={**self.upstream, **_applicable(overrides, self.upstream.get("task", "shapes"))},
+                       downstream={t: {**v, **_applicable(overrides, t)} for t, v in self.downstream.items()})
 
     def plan(self) -> TransferPlan:
         if not self.rounds or min(self.rounds) < 1:

@@ -98,3 +98,19 @@ def test_detection_tasks_name_what_they_need():
         build_task("detection_shapes", image_size=48, detector="yolo", scenes_train=2, scenes_test=2)
     with pytest.raises(FileNotFoundError, match="pass --data-root"):
         build_task("voc_detection", image_size=600)
+
+
+@pytest.mark.parametrize("name, option, value", [("detection", "detector", "retinanet"),
+                                                 ("segmentation", "segmenter", "deeplabv3")])
+def test_dense_prediction_spaces_plan_dependent_trials_and_route_task_options(resnet8_weights, name, option, value):
+    from ray_lth.spaces import load_space
+
+    space = load_space(name).with_overrides({"weights": str(resnet8_weights), option: value})
+    configs = space.validate()  # every trial's config, checked as before Ray starts
+    plan = space.plan()
+    assert option not in plan.upstream[0]  # the classification upstream has no such option
+    downstream = [c for c in configs if c.task.endswith("_shapes") and c.task != "shapes"]
+    assert downstream and all(c.task_options[option] == value for c in downstream)
+    assert {c.mask_label for c in downstream} >= {"m_shapes-r2", "m_shapes-r4", "m_shapes-r6"}
+    assert all(c.train.lr_schedule == ("cosine" if name == "detection" else "step") for c in downstream)
+    assert space.cpus_per_trial == 2

@@ -117,7 +117,10 @@ class Detectron2Detector(nn.Module):
 
     def forward(self, images, targets=None):
         if self.training:
-            return self.model(self._inputs(images, targets))
+            from detectron2.utils.events import EventStorage
+
+            with EventStorage():  # detectron2's heads log training statistics into one
+                return self.model(self._inputs(images, targets))
         outputs = self.model(self._inputs(images))
         return [{"boxes": out["instances"].pred_boxes.tensor, "scores": out["instances"].scores,
                  "labels": out["instances"].pred_classes + 1} for out in outputs]
