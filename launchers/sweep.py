@@ -58,13 +58,7 @@ def main(argv=None) -> int:
     if isinstance(space, TemperatureAblationSpace):
         return run_ablation(parser, args, space, storage, name)
     try:
-        overrides = parse_overrides(args.set)
-        if args.data_root:
-            overrides["data_root"] = str(Path(args.data_root).resolve())
-        space = space.with_overrides(overrides)
-        resources = {"gpus_per_trial": args.gpus_per_trial, "cpus_per_trial": args.cpus_per_trial,
-                     "patience": args.patience}
-        space = dataclasses.replace(space, **{k: v for k, v in resources.items() if v is not None})
+        space = _with_flags(space, args, ("gpus_per_trial", "cpus_per_trial", "patience"))
         if not args.resume:
             # validate every grid point before Ray starts (the embedded θ_p is pre-trained here once)
             space = resolve_weights(space, args.weights, storage / ".ray_lth_cache")
@@ -76,10 +70,7 @@ def main(argv=None) -> int:
 
     from ray_lth.tune.sweep import SweepError, run_sweep
 
-    if args.address:
-        ray.init(address=args.address)
-    else:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, dashboard_host="127.0.0.1")
+    _init_ray(ray, args)
     try:
         outcome = run_sweep(space, storage, name, resume=args.resume)
     except SweepError as error:
@@ -101,20 +92,32 @@ def main(argv=None) -> int:
     return 1 if outcome.errors else 0
 
 
+def _with_flags(space, args, resource_flags):
+    """The space with ``--set``, ``--data-root`` and the per-trial resource flags applied."""
+    overrides = parse_overrides(args.set)
+    if args.data_root:
+        overrides["data_root"] = str(Path(args.data_root).resolve())
+    if isinstance(overrides.get("mask_file"), str):
+        overrides["mask_file"] = str(Path(overrides["mask_file"]).resolve())  # trials run elsewhere
+    space = space.with_overrides(overrides)
+    resources = {flag: getattr(args, flag) for flag in resource_flags}
+    return dataclasses.replace(space, **{k: v for k, v in resources.items() if v is not None})
+
+
+def _init_ray(ray, args) -> None:
+    if args.address:
+        ray.init(address=args.address)
+    else:
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False, dashboard_host="127.0.0.1")
+
+
 def run_ablation(parser, args, space: TemperatureAblationSpace, storage: Path, name: str) -> int:
     """Table 2's temperature ablation: derive or take the upstream ticket (plain torch, before Ray
     starts), then one trial per temperature (and seed) with fractional resources."""
     if args.resume or args.patience is not None:
         parser.error(f"--space {args.space} runs once, to the end: --resume and --patience do not apply")
     try:
-        overrides = parse_overrides(args.set)
-        if args.data_root:
-            overrides["data_root"] = str(Path(args.data_root).resolve())
-        if overrides.get("mask_file"):
-            overrides["mask_file"] = str(Path(overrides["mask_file"]).resolve())  # trials run elsewhere
-        space = space.with_overrides(overrides)
-        resources = {"gpus_per_trial": args.gpus_per_trial, "cpus_per_trial": args.cpus_per_trial}
-        space = dataclasses.replace(space, **{k: v for k, v in resources.items() if v is not None})
+        space = _with_flags(space, args, ("gpus_per_trial", "cpus_per_trial"))
         cache = storage / ".ray_lth_cache"
         space = resolve_weights(space, args.weights, cache)
         space.validate()  # every field, before the upstream ticket is derived or Ray starts
@@ -128,10 +131,7 @@ def run_ablation(parser, args, space: TemperatureAblationSpace, storage: Path, n
     from ray_lth.tune.ablation import run_temperature_ablation
     from ray_lth.tune.sweep import SweepError
 
-    if args.address:
-        ray.init(address=args.address)
-    else:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, dashboard_host="127.0.0.1")
+    _init_ray(ray, args)
     try:
         outcome = run_temperature_ablation(space, storage, name)
     except SweepError as error:

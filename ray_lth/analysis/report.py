@@ -118,10 +118,14 @@ def load_series(folder: Path, prefix: str = "") -> tuple:
         return dense_band(dense) if dense else None
 
     # name an IMP curve by the fields that tell it apart from the other IMP groups, not by a hash
+    # among the IMP groups of the same task (fields of another task's groups tell nothing here)
     pruned_groups = [g for g, rs in by_group.items() if any(int(r["round"]) > 0 for r in rs) and g in group_config]
-    differing = sorted(k for k in set().union(*(group_config[g] for g in pruned_groups)) - _NOT_DISTINGUISHING
-                       if len({json.dumps(group_config[g].get(k), sort_keys=True) for g in pruned_groups}) > 1
-                       ) if pruned_groups else []
+    differing_by_task = {}
+    for task in {group_config[g].get("task") for g in pruned_groups}:
+        peers = [g for g in pruned_groups if group_config[g].get("task") == task]
+        differing_by_task[task] = sorted(
+            k for k in set().union(*(group_config[g] for g in peers)) - _NOT_DISTINGUISHING
+            if len({json.dumps(group_config[g].get(k), sort_keys=True) for g in peers}) > 1)
     series: List[Series] = []
     tickets: Dict[tuple, List[str]] = {}
     for group, group_rows in by_group.items():
@@ -131,6 +135,7 @@ def load_series(folder: Path, prefix: str = "") -> tuple:
         if pruned:
             trials = sorted({r["trial_name"] for r in group_rows}, key=lambda t: int(
                 next(r["seed"] for r in group_rows if r["trial_name"] == t)))
+            differing = differing_by_task.get(config.get("task"), [])
             series.append(Series(prefix + _series_label(group, config, differing), config.get("task", "?"),
                                  config.get("model", "?"), [group], curve_from_rows(group_rows), own_band(group),
                                  "imp", trials, folder, config.get("rewind", "")))
