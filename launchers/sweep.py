@@ -162,6 +162,8 @@ def print_transfer(transfer: dict) -> None:
         print(format_table(["task", "max matching sparsity %", "round", "seeds at boundary", "seeds past it",
                             "fine-tunes (vs exhaustive)", "confidence"], rows))
         return
+    if not transfer["rows"]:  # a perturbation-only space transfers to no downstream task
+        return
     rows = [[r["task"], r["round"], _pct(r["sparsity"]), _pct(r["mean"]), r["seeds"],
              {True: "yes", False: "no", None: "?"}[r["matching"]]] for r in transfer["rows"]]
     print("\ntransferred tickets (m_P, θ_p), judged against each task's dense fine-tune:")

@@ -8,11 +8,11 @@ Paper scale, from local files: --weights <θ_MoCo, moco_v2_800ep_pretrain.pth.ta
 --set image_size=224 --set schedule=moco --set queue_size=65536 --set key_momentum=0.999
 --set rounds=18 --gpus-per-trial 1."""
 
-from ray_lth.ssl_space import SelfSupervisedSweepSpace
+from ray_lth.spaces import SweepSpace
 
 
-def space() -> SelfSupervisedSweepSpace:
-    return SelfSupervisedSweepSpace(
+def space() -> SweepSpace:
+    return SweepSpace(
         description=__doc__,
         fixed=dict(model="resnet20", task="moco", rewind="pretrained", schedule="moco_embedded", rounds=5,
                    train_images=2048, eval_images=512, queue_size=1024, key_momentum=0.99),

@@ -7,11 +7,11 @@ Paper scale, from local files: --weights <θ_sim, simCLR checkpoint converted to
 --data-root <dir with imagenet/train, imagenet/val> --set model=resnet50 --set dataset=imagenet
 --set image_size=224 --set schedule=simclr --set normalize=none --set rounds=18 --gpus-per-trial 1."""
 
-from ray_lth.ssl_space import SelfSupervisedSweepSpace
+from ray_lth.spaces import SweepSpace
 
 
-def space() -> SelfSupervisedSweepSpace:
-    return SelfSupervisedSweepSpace(
+def space() -> SweepSpace:
+    return SweepSpace(
         description=__doc__,
         fixed=dict(model="resnet20", task="simclr", rewind="pretrained", schedule="simclr_embedded", rounds=5,
                    train_images=2048, eval_images=512),

@@ -98,6 +98,15 @@ def test_detection_tasks_name_what_they_need():
         build_task("detection_shapes", image_size=48, detector="yolo", scenes_train=2, scenes_test=2)
     with pytest.raises(FileNotFoundError, match="pass --data-root"):
         build_task("voc_detection", image_size=600)
+    # option values are checked with the config, so a space is refused before Ray starts
+    from ray_lth.config import ImpConfig
+
+    with pytest.raises(ValueError, match=r"detector='yolo' is not allowed"):
+        ImpConfig.from_dict(dict(task="detection_shapes", rewind="init", detector="yolo"))
+    with pytest.raises(ValueError, match=r"segmenter='unet' is not allowed"):
+        ImpConfig.from_dict(dict(task="voc_segmentation", rewind="init", segmenter="unet"))
+    with pytest.raises(ValueError, match="scenes_train must be an integer >= 1"):
+        ImpConfig.from_dict(dict(task="segmentation_shapes", rewind="init", scenes_train=0))
 
 
 @pytest.mark.parametrize("name, option, value", [("detection", "detector", "retinanet"),

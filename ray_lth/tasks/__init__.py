@@ -21,14 +21,15 @@ class TaskEntry:
     builder: Callable[..., Any]  # (name, data_root, image_size, num_workers, **options) -> task
     options: Dict[str, Any] = field(default_factory=dict)  # option -> default
     schedule: str = "embedded"  # the Table 1 preset this task's real data trains with
+    check: Optional[Callable[[Dict[str, Any]], None]] = None  # raises ValueError for a bad option value
 
 
 TASKS: Registry[TaskEntry] = Registry("task")
 
 
 def register_task(name: str, builder: Callable[..., Any], options: Optional[Dict[str, Any]] = None,
-                  schedule: str = "embedded") -> None:
-    TASKS.register(name)(TaskEntry(name, builder, dict(options or {}), schedule))
+                  schedule: str = "embedded", check: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
+    TASKS.register(name)(TaskEntry(name, builder, dict(options or {}), schedule, check))
 
 
 def task_options(name: str) -> Dict[str, Any]:
@@ -37,12 +38,16 @@ def task_options(name: str) -> Dict[str, Any]:
 
 
 def check_task_options(name: str, options: Mapping[str, Any]) -> Dict[str, Any]:
-    """``options`` completed with defaults; an option the task lacks is an error naming both."""
-    accepted = task_options(name)
-    unknown = sorted(set(options) - set(accepted))
+    """``options`` completed with defaults; an option the task lacks, or a value it refuses, is an
+    error naming both (checked when a config is built, so before Ray starts)."""
+    entry = TASKS.get(name)
+    unknown = sorted(set(options) - set(entry.options))
     if unknown:
-        raise ValueError(f"task {name!r} takes no option {unknown}; its options are {sorted(accepted) or 'none'}")
-    return {**accepted, **options}
+        raise ValueError(f"task {name!r} takes no option {unknown}; its options are {sorted(entry.options) or 'none'}")
+    completed = {**entry.options, **options}
+    if entry.check is not None:
+        entry.check(completed)
+    return completed
 
 
 def build_task(name: str, data_root: Optional[str] = None, image_size: int = 16, num_workers: int = 0,
@@ -69,13 +74,15 @@ for _name in CLASSIFICATION_TASKS:
 from . import ssl  # noqa: E402,F401  (registers the simclr and moco tasks)
 
 register_task("detection_shapes", detection.detection_shapes, schedule="embedded_detection",
-              options={"detector": "faster_rcnn", "scenes_train": 512, "scenes_test": 128})
+              options={"detector": "faster_rcnn", "scenes_train": 512, "scenes_test": 128},
+              check=detection.check_detection_options)
 register_task("voc_detection", detection.voc_detection_task, options={"detector": "faster_rcnn"},
-              schedule="voc_detection")
+              schedule="voc_detection", check=detection.check_detection_options)
 register_task("segmentation_shapes", segmentation.segmentation_shapes, schedule="embedded_segmentation",
-              options={"segmenter": "deeplabv3plus", "scenes_train": 512, "scenes_test": 128})
+              options={"segmenter": "deeplabv3plus", "scenes_train": 512, "scenes_test": 128},
+              check=segmentation.check_segmentation_options)
 register_task("voc_segmentation", segmentation.voc_segmentation_task, options={"segmenter": "deeplabv3plus"},
-              schedule="voc_segmentation")
+              schedule="voc_segmentation", check=segmentation.check_segmentation_options)
 
 
 __all__ = ["build_task", "check_task_options", "ClassificationTask", "DatasetMissingError", "register_task",

@@ -25,6 +25,14 @@ EMBEDDED_STATS = ((0.5,) * 3, (0.25,) * 3)  # the normalisation the embedded θ_
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
+def check_detection_options(options: Dict) -> None:
+    if options["detector"] not in DETECTOR_CHOICES:
+        raise ValueError(f"detector={options['detector']!r} is not allowed; choose one of {list(DETECTOR_CHOICES)}")
+    for key in ("scenes_train", "scenes_test"):
+        if key in options and not (isinstance(options[key], int) and options[key] >= 1):
+            raise ValueError(f"{key} must be an integer >= 1, got {options[key]!r}")
+
+
 def _collate(batch):
     return tuple(zip(*batch))  # detectors take lists: images differ in size
 
