@@ -9,7 +9,7 @@ def _conv_and_linear_weights(model):
     return {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
 
 
-@pytest.mark.parametrize("name, expected", [("resnet18", 19), ("resnet50", 52), ("resnet20", 20), ("resnet8", 8)])
+@pytest.mark.parametrize("name, expected", [("resnet18", 19), ("resnet50", 52), ("resnet20", 20), ("resnet56", 56), ("resnet8", 8)])
 def test_prunable_are_all_convs_but_the_first_and_no_head(name, expected):
     model = build_model(name, num_classes=7)
     spec = get_model_spec(name)

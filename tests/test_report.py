@@ -21,18 +21,14 @@ COLUMNS = ["trial_id", "trial_name", "group", "seed", "round", "sparsity", "nomi
            "matching", "epochs", "round_seconds", "bookkeeping_seconds"]
 
 
-@pytest.fixture(scope="module")
-def experiment(tmp_path_factory):
-    """Two groups (θ_0 rewinding, pruning 20 % and 40 % per round) x two seeds, 2 rounds, laid out
-    as a sweep writes them:
-    <trial name>/params.json, <trial name>/trajectory/, results.csv."""
-    torch.set_num_threads(1)  # module fixtures run before conftest's per-test one-thread fixture
-    folder = tmp_path_factory.mktemp("exp") / "tiny"
+def _make_experiment(folder, model="resnet8", fractions=(0.2, 0.4)):
+    """Groups (θ_0 rewinding, one per prune fraction) x two seeds, 2 rounds, laid out as a sweep
+    writes them: <trial name>/params.json, <trial name>/trajectory/, results.csv."""
     rows = []
-    task = build_task("digits")  # built once, shared by the four trajectories
-    for fraction in (0.2, 0.4):
+    task = build_task("digits")  # built once, shared by the trajectories
+    for fraction in fractions:
         for seed in (0, 1):
-            config = dict(model="resnet8", task="digits", rewind="init", rounds=2, epochs=1, batch_size=128,
+            config = dict(model=model, task="digits", rewind="init", rounds=2, epochs=1, batch_size=128,
                           device="cpu", seed=seed, prune_fraction=fraction)
             name = trial_name(config)
             (folder / name).mkdir(parents=True)
@@ -50,6 +46,12 @@ def experiment(tmp_path_factory):
         writer.writeheader()
         writer.writerows(rows)
     return folder, rows
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    torch.set_num_threads(1)  # module fixtures run before conftest's per-test one-thread fixture
+    return _make_experiment(tmp_path_factory.mktemp("exp") / "tiny")
 
 
 def _valid_png(path):
@@ -104,3 +106,12 @@ def test_sweep_end_writes_the_report_and_a_plotting_failure_only_logs(experiment
     monkeypatch.setattr(sweep, "write_report", broken)
     assert sweep._report(folder) is None
     assert "report was not written (RuntimeError: no fonts)" in capsys.readouterr().err
+
+
+def test_compare_draws_models_of_different_sizes_by_remaining_weights(experiment, tmp_path):
+    """A depth comparison (section 5.3): masks of different models are never compared with
+    each other, and the curves are drawn over the count of remaining weights."""
+    folder, _ = experiment
+    other, _ = _make_experiment(tmp_path / "convnet", model="convnet", fractions=(0.2,))
+    write_report(other, compare=[folder])
+    assert _valid_png(other / "report" / "curves_digits_remaining.png")

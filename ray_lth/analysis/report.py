@@ -319,9 +319,12 @@ def write_report(experiment, compare: Sequence = ()) -> Path:
     # mask analyses over the IMP trials (Figure 6 and 7)
     imp = [s for s in series if s.kind == "imp" and s.trials]
     masks: Dict[str, Dict[int, dict]] = {}
+    mask_models: Dict[str, str] = {}
     for s in imp:
         for trial in s.trials:
-            masks[f"{s.label} seed{trial.rsplit('seed', 1)[-1]}"] = _trial_masks(s, trial, all_rows[s.experiment])
+            label = f"{s.label} seed{trial.rsplit('seed', 1)[-1]}"
+            masks[label] = _trial_masks(s, trial, all_rows[s.experiment])
+            mask_models[label] = s.model
     kernel_rows, zero_series = [], {}
     for s in imp:
         first = masks[f"{s.label} seed{s.trials[0].rsplit('seed', 1)[-1]}"]
@@ -347,7 +350,9 @@ def write_report(experiment, compare: Sequence = ()) -> Path:
                     "zero kernels (count)")
         figures.append(("completely pruned kernels vs sparsity", "zero_kernels.png"))
 
-    with_rounds = {label: m for label, m in masks.items() if len(m) > 1}
+    # similarity compares masks of one model (the experiment's first); --compare adds other depths
+    model = mask_models[next(iter(masks))] if masks else None
+    with_rounds = {label: m for label, m in masks.items() if len(m) > 1 and mask_models[label] == model}
     if len(with_rounds) >= 2:
         chosen = dict(list(with_rounds.items())[:_MAX_TRIALS])
         common = min(max(m) for m in chosen.values())

@@ -42,6 +42,7 @@ _add(ModelSpec("resnet50", lambda n: tv_models.resnet50(weights=None, num_classe
 _add(ModelSpec("resnet152", lambda n: tv_models.resnet152(weights=None, num_classes=n), feature_dim=2048))
 _add(ModelSpec("resnet8", lambda n: CifarResNet(blocks=1, num_classes=n), feature_dim=64))
 _add(ModelSpec("resnet20", lambda n: CifarResNet(blocks=3, num_classes=n), feature_dim=64))
+_add(ModelSpec("resnet56", lambda n: CifarResNet(blocks=9, num_classes=n), feature_dim=64))
 _add(ModelSpec("convnet", lambda n: ConvNet(num_classes=n), feature_dim=128))
 
 
