@@ -17,7 +17,8 @@ from .shapes import SHAPE_NAMES, make_gratings, make_shapes
 
 # (mean, std) per channel, used to normalise the inputs of each dataset
 _CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-_IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+EMBEDDED_STATS = ((0.5,) * 3, (0.25,) * 3)  # _normalise's: what the embedded θ_p was trained with
 
 
 class DatasetMissingError(FileNotFoundError):
@@ -25,7 +26,7 @@ class DatasetMissingError(FileNotFoundError):
 
 
 def _normalise(images: torch.Tensor) -> torch.Tensor:
-    return (images - 0.5) / 0.25
+    return (images - EMBEDDED_STATS[0][0]) / EMBEDDED_STATS[1][0]
 
 
 def embedded_shapes(train: bool, image_size: int = 16, n_train: int = 4000, n_test: int = 1000) -> Tuple[Dataset, int]:
@@ -102,7 +103,7 @@ def visda2017(root: Path, train: bool):
     folder = root / "visda2017" / split
     steps = [v2.ToImage(), v2.RandomResizedCrop(224) if train else v2.Resize(256)]
     steps += [v2.RandomHorizontalFlip()] if train else [v2.CenterCrop(224)]
-    transform = v2.Compose(steps + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(*_IMAGENET_STATS)])
+    transform = v2.Compose(steps + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(*IMAGENET_STATS)])
     return _real("VisDA2017", root, f"visda2017/{split}/<class>/<image> (an ImageFolder layout, 12 classes)",
                  lambda: tv_datasets.ImageFolder(folder, transform=transform), 12)
 

@@ -14,23 +14,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..device import autocast
-from .datasets import DatasetMissingError
+from .datasets import EMBEDDED_STATS, IMAGENET_STATS, DatasetMissingError
 from .detection_metrics import coco_ap
 from .detectors import DETECTORS, DetectorSettings, build_detector
-from .scenes import SceneDetection, make_scenes
+from .scenes import SceneDetection, check_scene_counts, make_scenes
 from .voc import VOC_CLASSES, voc_detection
 
 DETECTOR_CHOICES = DETECTORS + ("detectron2",)
-EMBEDDED_STATS = ((0.5,) * 3, (0.25,) * 3)  # the normalisation the embedded θ_p was trained with
-IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def check_detection_options(options: Dict) -> None:
     if options["detector"] not in DETECTOR_CHOICES:
         raise ValueError(f"detector={options['detector']!r} is not allowed; choose one of {list(DETECTOR_CHOICES)}")
-    for key in ("scenes_train", "scenes_test"):
-        if key in options and not (isinstance(options[key], int) and options[key] >= 1):
-            raise ValueError(f"{key} must be an integer >= 1, got {options[key]!r}")
+    check_scene_counts(options)
 
 
 def _collate(batch):

@@ -61,6 +61,13 @@ def make_scenes(n: int, image_size: int = 48, seed: int = 0, num_classes: int = 
     return scenes
 
 
+def check_scene_counts(options) -> None:
+    """The scene-count options of the embedded detection and segmentation tasks."""
+    for key in ("scenes_train", "scenes_test"):
+        if key in options and not (isinstance(options[key], int) and options[key] >= 1):
+            raise ValueError(f"{key} must be an integer >= 1, got {options[key]!r}")
+
+
 class SceneDetection:
     """Scenes as a detection dataset: (image (3, H, W) in [0, 1], {"boxes", "labels"})."""
 

@@ -14,22 +14,18 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from ..device import autocast, to_device_format
-from .datasets import DatasetMissingError
-from .scenes import SceneSegmentation, make_scenes
+from .datasets import EMBEDDED_STATS, IMAGENET_STATS, DatasetMissingError
+from .scenes import SceneSegmentation, check_scene_counts, make_scenes
 from .segmentation_metrics import IGNORE_INDEX, confusion_matrix, segmentation_scores
 from .segmenters import SEGMENTERS, DeepLab
 from .voc import VOC_SEGMENTATION_CLASSES, voc_segmentation
 
-EMBEDDED_STATS = ((0.5,) * 3, (0.25,) * 3)
-IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def check_segmentation_options(options: Dict) -> None:
     if options["segmenter"] not in SEGMENTERS:
         raise ValueError(f"segmenter={options['segmenter']!r} is not allowed; choose one of {list(SEGMENTERS)}")
-    for key in ("scenes_train", "scenes_test"):
-        if key in options and not (isinstance(options[key], int) and options[key] >= 1):
-            raise ValueError(f"{key} must be an integer >= 1, got {options[key]!r}")
+    check_scene_counts(options)
 
 
 class _Normalised(nn.Module):

@@ -14,11 +14,8 @@ from torch.utils.data import Dataset, Subset
 from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2
 
-from ..datasets import EMBEDDED, DatasetMissingError
+from ..datasets import EMBEDDED, EMBEDDED_STATS, IMAGENET_STATS, DatasetMissingError
 
-# the normalisation of tasks/datasets.py's embedded sets, (x - 0.5) / 0.25, and so of the embedded θ_p
-EMBEDDED_STATS = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 NO_STATS = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # converted simCLR checkpoints expect raw [0, 1] input
 NORMALISATIONS = ("auto", "embedded", "imagenet", "none")
 
