@@ -6,7 +6,7 @@ the mask, the rewind state and the pruning stay the backbone's. Only the stage o
 the first conv stays dense (it is never pruned) and every neck and head is new and dense.
 """
 
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import torch
 from torch import nn
@@ -41,10 +41,6 @@ def stage_geometry(backbone: nn.Module, stages: List[str], image_size: int) -> T
     return channels, strides
 
 
-def batch_norms(module: nn.Module) -> List[nn.BatchNorm2d]:
-    return [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
-
-
 class FrozenNormWrapper(nn.Module):
     """Runs ``model`` with the backbone's batch norms frozen: statistics in eval mode and affine
     parameters not trained, whatever ``train()`` is called with. Detectors train with a few
@@ -54,7 +50,7 @@ class FrozenNormWrapper(nn.Module):
     def __init__(self, model: nn.Module, backbone: nn.Module):
         super().__init__()
         self.model = model
-        self._frozen = batch_norms(backbone)  # a plain list: these are registered under ``model``
+        self._frozen = [m for m in backbone.modules() if isinstance(m, nn.BatchNorm2d)]  # a plain list: these are registered under ``model``
         for norm in self._frozen:
             norm.requires_grad_(False)
         self.train(True)
@@ -83,7 +79,3 @@ def dilate_last_stage(backbone: nn.Module) -> None:
             if conv.kernel_size == (3, 3):
                 dilation = 1 if index == 0 else 2
                 conv.dilation, conv.padding = (dilation, dilation), (dilation, dilation)
-
-
-def feature_getter(backbone: nn.Module, outputs: Dict[str, str]) -> IntermediateLayerGetter:
-    return IntermediateLayerGetter(backbone, outputs)

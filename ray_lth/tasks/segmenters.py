@@ -13,9 +13,10 @@ from typing import Tuple
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
-from .backbone_features import dilate_last_stage, feature_getter, stage_geometry, stage_names
+from .backbone_features import dilate_last_stage, stage_geometry, stage_names
 
 SEGMENTERS = ("deeplabv3plus", "deeplabv3")
 
@@ -41,7 +42,7 @@ class DeepLab(nn.Module):
         stage_channels, strides = stage_geometry(backbone, stages, image_size)
         low = next(i for i, stride in enumerate(strides) if stride >= 2 or i == len(strides) - 1)
         self.plus = kind == "deeplabv3plus"
-        self.body = feature_getter(backbone, {stages[-1]: "out", stages[low]: "low"})
+        self.body = IntermediateLayerGetter(backbone, {stages[-1]: "out", stages[low]: "low"})
         self.aspp = ASPP(stage_channels[-1], aspp_rates(image_size // strides[-1]), channels)
         if self.plus:
             self.project_low = _conv_bn_relu(stage_channels[low], low_channels, 1)
