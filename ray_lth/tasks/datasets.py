@@ -13,6 +13,7 @@ from torch.utils.data import Dataset, TensorDataset
 from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2
 
+from .cifar_files import CifarBatches
 from .shapes import SHAPE_NAMES, make_gratings, make_shapes
 
 # (mean, std) per channel, used to normalise the inputs of each dataset
@@ -77,12 +78,12 @@ def _real(name: str, root: Path, expected: str, build: Callable[[], Dataset], nu
 
 def cifar10(root: Path, train: bool):
     return _real("CIFAR-10", root, "cifar-10-batches-py/ with data_batch_1..5 and test_batch",
-                 lambda: tv_datasets.CIFAR10(root, train=train, download=False, transform=_cifar_transform(train, _CIFAR_STATS)), 10)
+                 lambda: CifarBatches("cifar10", root, train, _cifar_transform(train, _CIFAR_STATS)), 10)
 
 
 def cifar100(root: Path, train: bool):
     return _real("CIFAR-100", root, "cifar-100-python/ with train and test",
-                 lambda: tv_datasets.CIFAR100(root, train=train, download=False, transform=_cifar_transform(train, _CIFAR_STATS)), 100)
+                 lambda: CifarBatches("cifar100", root, train, _cifar_transform(train, _CIFAR_STATS)), 100)
 
 
 def svhn(root: Path, train: bool):
