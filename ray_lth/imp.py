@@ -9,6 +9,7 @@ checkpoint for the sweep). Every random draw of round k comes from a generator s
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,9 +23,9 @@ from .masks import Mask, check_compatible, load_mask, mask_digest, ones_mask, sa
 from .models import build_model, get_model_spec, prunable_parameters
 from .perturbation import perturb_mask
 from .pruning import prune
-from .rewind import apply_mask, capture_state, early_rewind_iteration, restore_state
+from .rewind import apply_mask, capture_state, check_state_keys, early_rewind_iteration, restore_state
 from .selection import epoch_selection
-from .tasks import build_task, wrap_for_training
+from .tasks import build_task, load_pretrained_heads, wrap_for_training
 from .train import train_masked
 from .weights import load_pretrained
 
@@ -51,7 +52,7 @@ class TrajectoryState:
     next_round: int
     mask: Mask  # the mask round ``next_round`` trains under
     round_mask: Mask  # the mask the last finished round trained under
-    rewind_state: Dict[str, torch.Tensor]  # θ_p, θ_0 or θ_k% (the round-0 start for "reinit")
+    rewind_state: Dict[str, torch.Tensor]  # the whole model at θ_p, θ_0 or θ_k% (round 0's start for "reinit"); see rewind.py
     records: List[RoundRecord] = field(default_factory=list)
 
     def save(self, folder) -> Path:
@@ -143,8 +144,7 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
                               val_images=config.val_images, **config.task_options)
     if state is None:
         spec, model = _fresh_model(config, task.num_outputs, 0)
-        if config.weights:
-            load_pretrained(model, config.weights, spec.heads, config.weights_format)
+        found = load_pretrained(model, config.weights, spec.heads, config.weights_format) if config.weights else None
         prunable = prunable_parameters(model, spec.never_pruned)
         first_mask = ones_mask(prunable)
         if config.mask_file:
@@ -154,11 +154,17 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
                                       round_generator(config.seed, 0, _PERTURB))
         elif config.mask_perturbation != "none":
             raise ValueError(f"mask_perturbation={config.mask_perturbation!r} perturbs a found mask: give mask_file")
-        rewind_state = capture_state(model)
+        # round 0's whole model before training: θ_p (or θ_0) with the heads γ as round 0 draws
+        # them (the same draws as the loop's round 0 below), or loads them from the file
+        trained_model = wrap_for_training(task, model, spec)
+        if config.weights:
+            print(load_pretrained_heads(task, trained_model, spec, config.weights, config.weights_format, found),
+                  file=sys.stderr, flush=True)
+        rewind_state = capture_state(model, trained_model)
         if config.rewind_file:
             # the θ_k% of the trajectory that found mask_file: a perturbed mask restarts where it did
             rewind_state = torch.load(config.rewind_file, map_location="cpu", weights_only=True)
-            check_compatible(rewind_state, model.state_dict(), what=f"rewind_file {config.rewind_file}")
+            check_state_keys(rewind_state, model, trained_model, f"rewind_file {config.rewind_file}")
         state = TrajectoryState(next_round=0, mask=first_mask, round_mask=first_mask, rewind_state=rewind_state)
     records = list(state.records)
 
@@ -166,14 +172,15 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
         started = time.perf_counter()
         mask = state.mask
         spec, model = _fresh_model(config, task.num_outputs, round_index)
-        if round_index > 0 and config.rewind == "reinit":
-            apply_mask(model, mask)  # this round's own fresh random init
-        else:
-            # round 0 starts from θ_p or θ_0 (held as the rewind state until θ_k% replaces it)
-            restore_state(model, state.rewind_state, mask)
         # the task may train the backbone inside a wrapper (projection head, detector) that shares
-        # its parameters: the mask, the rewind state and pruning stay the backbone's
+        # its parameters: the mask and pruning stay the backbone's
         trained_model = wrap_for_training(task, model, spec)
+        if round_index > 0 and config.rewind == "reinit":
+            apply_mask(model, mask, trained_model)  # this round's own fresh random init, heads included
+        else:
+            # every round restarts from the whole model at the rewind point (Algorithm 1's
+            # (θ_p, γ_p)); round 0 from θ_p or θ_0, held as the rewind state until θ_k% replaces it
+            restore_state(model, state.rewind_state, mask, trained_model)
         prepare_model(trained_model, device)
 
         rewind_state = state.rewind_state
@@ -183,9 +190,10 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
                                                 config.rewind_fraction)
             captured = {}
 
-            def step_hook(iteration, model=model, captured=captured, capture_at=capture_at):
+            def step_hook(iteration, model=model, trained_model=trained_model, captured=captured,
+                          capture_at=capture_at):
                 if iteration == capture_at:
-                    captured["state"] = capture_state(model)
+                    captured["state"] = capture_state(model, trained_model)
 
         selection = epoch_selection(config.selection, task, trained_model, device)
         stats = train_masked(trained_model, task, config.train, mask, device,

@@ -26,7 +26,7 @@ from .imp import _INIT, MASK_FILE, REWIND_FILE, STATE_FILE, round_generator
 from .masks import (Mask, MaskFileError, check_compatible, count_kept, count_total, load_mask, mask_digest,
                     read_mask_header, save_mask)
 from .models import build_model, get_model_spec, prunable_parameters
-from .rewind import apply_mask
+from .rewind import apply_mask, backbone_state
 from .weights import file_sha256, load_pretrained
 
 TICKET_MASK = "mask.rlthmask"
@@ -165,7 +165,7 @@ def build_ticket_model(ticket: Ticket, weights=None) -> nn.Module:
     torch.manual_seed(round_generator(meta["seed"], 0, _INIT).initial_seed())
     model = build_model(meta["model"], meta["num_outputs"])
     if ticket.rewind_state is not None:
-        model.load_state_dict(ticket.rewind_state)
+        model.load_state_dict(backbone_state(ticket.rewind_state))  # its task's heads are not the ticket's
     else:
         if weights is None:
             raise TicketError(f"ticket {ticket.folder} needs its θ_p weights file ({meta['weights']['name']})")

@@ -2,19 +2,22 @@
 
 Formats:
 - ``torchvision``: a plain state dict of a torchvision-style ResNet (``conv1.weight``, ``layer1.0...``);
-- ``moco``: a MoCo v2 checkpoint, ``{"state_dict": {"module.encoder_q.<resnet key>": ...}}``,
-  whose MLP head (``fc.0``, ``fc.2``) and key encoder are dropped;
-- ``simclr``: a simCLR checkpoint converted to PyTorch, ``{"state_dict": <torchvision-style keys>}``;
+- ``moco``: a MoCo v2 checkpoint, ``{"state_dict": {"module.encoder_q.<resnet key>": ...}}``;
+  its key encoder (``module.encoder_k.*``) and queue are not read;
+- ``simclr``: a simCLR checkpoint converted to PyTorch, ``{"state_dict": <torchvision-style keys>}``
+  (tonylins/simclr-converter's ``fc`` is simCLR's supervised linear head, not its projection head);
 - ``auto``: recognise one of the above from the file's keys.
 
-Every file is read with ``torch.load(weights_only=True)`` (no code runs). The task head is never
-loaded: it is task-specific (paper, section 3). Any other missing, unexpected or mis-shaped key
-is an error that lists them.
+Every file is read with ``torch.load(weights_only=True)`` (no code runs). ``load_pretrained``
+never loads the task head: it is task-specific (paper, section 3). Any other missing, unexpected
+or mis-shaped key is an error that lists them. A file's contrastive projection head (MoCo v2's
+``fc.0``/``fc.2`` MLP; a simCLR file's, where it has one) is γ_p for the file's own pre-training
+task only: ``read_projection_head`` returns it for that task to load.
 """
 
 import hashlib
 from pathlib import Path
-from typing import Dict, Iterable, Mapping, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -93,6 +96,28 @@ def load_pretrained(model: nn.Module, path, heads: Iterable[str], weights_format
         )
     model.load_state_dict(backbone, strict=False)
     return found
+
+
+# a 2-layer MLP projection head in a file, as (first linear, second linear) prefixes: MoCo v2's
+# ``fc = Sequential(Linear, ReLU, Linear)`` (and a simCLR file saved in that layout), and the
+# paper's own simCLR code (``Projection_head``: ``fc.fc1``, ``fc.fc2``)
+_PROJECTION_LAYOUTS = (("fc.0", "fc.2"), ("fc.fc1", "fc.fc2"))
+
+
+def read_projection_head(path, weights_format: str = "auto") -> Tuple[Optional[Dict[str, torch.Tensor]], Dict[str, str]]:
+    """The file's MLP projection head in ``projection_head``'s names (``0.weight``, ``0.bias``,
+    ``2.weight``, ``2.bias``), or None when it holds none; and each name's key in the file."""
+    state, found = read_state_dict(path, weights_format)
+    for first, second in _PROJECTION_LAYOUTS:
+        names = {f"{new}.{kind}": f"{old}.{kind}" for new, old in (("0", first), ("2", second))
+                 for kind in ("weight", "bias")}
+        present = [old for old in names.values() if old in state]
+        if len(present) == len(names):
+            return {new: state[old] for new, old in names.items()}, names
+        if present:
+            raise WeightsError(f"{path} ({found} format): an incomplete projection head: has {present}, "
+                               f"needs {sorted(names.values())}")
+    return None, {}
 
 
 def save_weights(model: nn.Module, path) -> str:

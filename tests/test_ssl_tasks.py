@@ -87,7 +87,7 @@ def _masked_moco(queue_size=5, momentum=0.9):
 
 def test_key_encoder_starts_at_the_query_and_then_follows_its_moving_average():
     _, _, model = _masked_moco(momentum=0.9)
-    model.update_key_encoder()  # the first step: k = q
+    # MoCo's initialisation: k = q (a separate copy, not trained by gradients)
     for q, k in zip(model.query.parameters(), model.key.parameters()):
         assert torch.equal(q, k) and q is not k and not k.requires_grad
     old_keys = [k.detach().clone() for k in model.key.parameters()]

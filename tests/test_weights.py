@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ray_lth.models import build_model
-from ray_lth.weights import WeightsError, load_pretrained, read_state_dict
+from ray_lth.weights import WeightsError, load_pretrained, read_projection_head, read_state_dict
 
 
 def _source(name="resnet8", seed=0):
@@ -38,6 +38,29 @@ def test_moco_v2_checkpoint_loads_from_encoder_q(tmp_path):
     model = build_model("resnet8", 10)
     assert load_pretrained(model, tmp_path / "moco.pth.tar", ("fc",)) == "moco"
     _assert_backbone_loaded(model, source)
+
+
+def test_projection_heads_are_read_in_moco_and_the_paper_simclr_layouts_and_not_from_a_classifier(tmp_path):
+    source = _source()
+    head = {"0.weight": torch.randn(64, 64), "0.bias": torch.randn(64), "2.weight": torch.randn(128, 64),
+            "2.bias": torch.randn(128)}
+    moco = {f"module.encoder_q.{k}": v for k, v in source.items() if not k.startswith("fc.")}
+    moco.update({f"module.encoder_q.fc.{k}": v for k, v in head.items()})
+    moco.update({f"module.encoder_k.fc.{k}": torch.zeros_like(v) for k, v in head.items()})
+    torch.save({"state_dict": moco}, tmp_path / "moco.pth.tar")
+    paper_simclr = {**{k: v for k, v in source.items() if not k.startswith("fc.")},
+                    **{f"fc.fc{1 if k[0] == '0' else 2}.{k[2:]}": v for k, v in head.items()}}
+    torch.save({"state_dict": paper_simclr}, tmp_path / "simclr.pth")
+    for name, keys in (("moco.pth.tar", "fc.0.weight"), ("simclr.pth", "fc.fc1.weight")):
+        found, names = read_projection_head(tmp_path / name)
+        assert found.keys() == head.keys() and names["0.weight"] == keys
+        assert all(torch.equal(found[k], head[k]) for k in head)  # encoder_q's, not encoder_k's
+    torch.save({"state_dict": source}, tmp_path / "converted.pth")  # fc: a linear classifier, not an MLP
+    assert read_projection_head(tmp_path / "converted.pth", "simclr") == (None, {})
+    del moco["module.encoder_q.fc.2.bias"]
+    torch.save({"state_dict": moco}, tmp_path / "incomplete.pth.tar")
+    with pytest.raises(WeightsError, match=r"incomplete projection head.*fc\.2\.bias"):
+        read_projection_head(tmp_path / "incomplete.pth.tar")
 
 
 def test_simclr_converted_checkpoint_loads(tmp_path):

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence
 from ..masks import MaskFileError, load_mask, read_mask_header
 from ..masks import sparsity as mask_sparsity
 from ..matching import DenseBand, MatchingTracker, dense_band
+from ..naming import REWIND_SYMBOLS, rewind_point
 from .curves import CurvePoint, curve_from_rows, matching_boundary
 from .kernels import zero_kernel_counts
 from .plots import plot_curves, plot_kernel_heatmaps, plot_series, plot_similarity_matrix
@@ -138,10 +139,10 @@ def load_series(folder: Path, prefix: str = "") -> tuple:
             differing = differing_by_task.get(config.get("task"), [])
             series.append(Series(prefix + _series_label(group, config, differing), config.get("task", "?"),
                                  config.get("model", "?"), [group], curve_from_rows(group_rows), own_band(group),
-                                 "imp", trials, folder, config.get("rewind", "")))
+                                 "imp", trials, folder, rewind_point(config) if config else ""))
         elif label_text and _ticket_stem(label_text) is not None:
             stem = re.sub(r"-r\d+", "", label_text)
-            key = (config.get("task"), config.get("model"), config.get("rewind"), stem,
+            key = (config.get("task"), config.get("model"), rewind_point(config), stem,
                    config.get("mask_perturbation", "none"))
             tickets.setdefault(key, []).append(group)
         # a dense-only group (round 0, no ticket) is a baseline: it appears as a band
@@ -164,8 +165,8 @@ def load_series(folder: Path, prefix: str = "") -> tuple:
     return series, rows, plan
 
 
-def _theta(rewind: str) -> str:
-    return {"pretrained": "θ_p", "init": "θ_0", "early": "θ_k%", "reinit": "re-init"}.get(rewind, str(rewind))
+def _theta(rewind_point: str) -> str:
+    return REWIND_SYMBOLS.get(rewind_point, str(rewind_point))
 
 
 _NOT_DISTINGUISHING = {"seed", "device", "num_workers", "data_root", "mask_file", "mask_label", "weights", "task",
@@ -176,7 +177,7 @@ def _series_label(group: str, config: dict, differing: Sequence[str]) -> str:
     if not config:
         return group
     extra = " ".join(f"{k}={config.get(k)}" for k in differing)
-    return (f"(m_{config.get('task')}, {_theta(config.get('rewind', 'pretrained'))}) {config.get('model')}"
+    return (f"(m_{config.get('task')}, {_theta(rewind_point(config))}) {config.get('model')}"
             + (f" {extra}" if extra else ""))
 
 

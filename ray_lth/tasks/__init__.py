@@ -4,7 +4,10 @@ A task may declare *options* (e.g. the simCLR ``temperature``): named values wit
 a config or search space sets like any other field (``ImpConfig.task_options``). A classification
 task can hold out a validation set (``val_images``) for best-validation epoch selection. A task may also
 ``wrap`` the backbone IMP prunes into the model it trains (a projection head, a detector), sharing
-the backbone's parameters, so the mask and the rewind weights stay the backbone's.
+the backbone's parameters, so the mask stays the backbone's; the rewind state holds the wrapper's
+own entries too (``rewind.capture_state``). A wrapper keeping a copy of the backbone (MoCo's key
+encoder) masks it in ``apply_backbone_mask(mask)``. A task names what its wrapper adds in
+``heads`` and may load them from a θ_p file (``load_pretrained_heads``) where they are γ_p.
 """
 
 from dataclasses import dataclass, field
@@ -75,6 +78,17 @@ def wrap_for_training(task, backbone, spec):
     return backbone if wrap is None else wrap(backbone, spec)
 
 
+def load_pretrained_heads(task, trained_model, spec, path, weights_format: str, found: str) -> str:
+    """Load the heads a θ_p file holds for ``task`` (γ_p: a contrastive file's projection head on
+    its own pre-training task) and return one line saying which heads came from the file and
+    which are new."""
+    loader = getattr(task, "load_pretrained_heads", None)
+    loaded = loader(trained_model, path, weights_format, found) if loader is not None else []
+    new = [head for head in getattr(task, "heads", spec.heads) if head not in loaded]
+    return (f"ray_lth: θ_p from {path} ({found} format), task {task.name}: heads from the file: "
+            f"{', '.join(loaded) or 'none'}; new: {', '.join(new) or 'none'}")
+
+
 def _classification(name, data_root, image_size, num_workers, val_images=None):
     return ClassificationTask.from_name(name, data_root, image_size, num_workers, val_images)
 
@@ -102,5 +116,5 @@ register_task("voc_segmentation", segmentation.voc_segmentation_task, options={"
               schedule="voc_segmentation", check=segmentation.check_segmentation_options)
 
 
-__all__ = ["build_task", "check_task_options", "ClassificationTask", "DatasetMissingError", "register_task",
-           "task_options", "TASKS", "wrap_for_training"]
+__all__ = ["build_task", "check_task_options", "ClassificationTask", "DatasetMissingError", "load_pretrained_heads",
+           "register_task", "task_options", "TASKS", "wrap_for_training"]

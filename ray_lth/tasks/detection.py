@@ -35,6 +35,7 @@ def _collate(batch):
 
 class DetectionTask:
     metric = "AP"
+    heads = ("detector neck and heads",)  # FPN, RPN (or RetinaNet's head), box head: new, dense
 
     def __init__(self, name: str, train_set, test_set, num_classes: int, detector: str, settings: DetectorSettings,
                  num_workers: int = 0):

@@ -44,6 +44,7 @@ class _Normalised(nn.Module):
 
 class SegmentationTask:
     metric = "mIoU"
+    heads = ("segmenter head",)  # ASPP, decoder, classifier: new, dense
 
     def __init__(self, name: str, train_set, test_set, num_classes: int, segmenter: str, image_size: int, stats,
                  channels: int, eval_batch_size: int, num_workers: int = 0):

@@ -8,12 +8,13 @@ every representation of every batch, and ``retrieval_chance`` is what a random r
 """
 
 import math
-from typing import Dict, Mapping, Tuple
+from typing import Dict, List, Mapping, Tuple
 
 import torch
 from torch import nn
 
 from ...device import autocast, to_device_format
+from ...weights import WeightsError, read_projection_head
 from .images import IMAGE_SOURCES, NORMALISATIONS, load_images, normalisation
 from .retrieval import retrieval_chance, retrieval_hits
 from .views import (ViewPairs, contrastive_augmentation, evaluation_view_batches, training_batches_per_epoch,
@@ -58,6 +59,8 @@ class ContrastiveTask:
 
     metric = "retrieval_top1"
     recipe = "simclr"  # the augmentation strength, see views.RECIPES
+    pretraining_format = "simclr"  # the weights format of checkpoints pre-trained on this very task
+    heads = ("projection head",)  # what the wrapper adds to the backbone, as the θ_p log line names it
 
     def __init__(self, name: str, data_root, image_size: int, num_workers: int, options: Mapping):
         self.name = name
@@ -78,6 +81,29 @@ class ContrastiveTask:
 
     def train_batches(self, batch_size: int, generator: torch.Generator):
         return training_view_batches(self.train_pairs, batch_size, generator, self.num_workers)
+
+    def projector(self, model: nn.Module) -> nn.Module:
+        """The projection head γ that the loss sees."""
+        raise NotImplementedError
+
+    def load_pretrained_heads(self, model: nn.Module, path, weights_format: str, found: str) -> List[str]:
+        """Load the file's projection head into ``model`` when the file was pre-trained on this
+        task (its γ_p); returns the names of the heads loaded (none for another task's file, or
+        a file without one). A head of another shape is a WeightsError naming its keys."""
+        if found != self.pretraining_format:
+            return []
+        head, head_keys = read_projection_head(path, weights_format)
+        if head is None:
+            return []
+        projector = self.projector(model)
+        expected = projector.state_dict()
+        wrong = sorted(f"{head_keys[k]}: file {tuple(head[k].shape)} vs projection head {tuple(expected[k].shape)}"
+                       for k in expected if head[k].shape != expected[k].shape)
+        if wrong:
+            raise WeightsError(f"{path} ({found} format): its projection head does not fit task {self.name!r} "
+                               f"(projection_dim={self.projection_dim}, the model's feature width): {wrong}")
+        projector.load_state_dict(head)
+        return ["projection head"]
 
     def representations(self, model: nn.Module, view_a: torch.Tensor, view_b: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError

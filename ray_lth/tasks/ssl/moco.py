@@ -2,15 +2,16 @@
 exponential moving average, and a queue of past keys as negatives (He et al. 2020; Chen et al. 2020b).
 
 The query encoder's trunk is the backbone IMP prunes. The key encoder is a copy of the query
-encoder, set equal to it at the first training step (so it starts from the masked weights) and
-then k ← m·k + (1 − m)·q after every step: a pruned weight is 0 in q at every step, so it stays
-exactly 0 in k too. Keys pass through the key encoder in a shuffled order, cut into
+encoder (MoCo's initialisation), rewound with the rest of the model every round and masked with
+the backbone's mask (as the paper's code prunes ``encoder_k`` with ``encoder_q``'s mask); then
+k ← m·k + (1 − m)·q after every step: a pruned weight is 0 in q at every step and in k at the
+start, so it stays exactly 0 in k too. Keys pass through the key encoder in a shuffled order, cut into
 ``shuffle_bn_splits`` groups with their own batch-norm statistics (MoCo's shuffling BN on one
 device), so a query and its key never share batch statistics.
 """
 
 import copy
-from typing import Mapping
+from typing import List, Mapping
 
 import torch
 from torch import nn
@@ -52,18 +53,26 @@ class MoCoModel(nn.Module):
         self.shuffle_bn_splits = shuffle_bn_splits
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, projection_dim), dim=1))
         self.register_buffer("queue_pointer", torch.zeros((), dtype=torch.long))
-        self.key_synced = False
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.query(images)
 
     @torch.no_grad()
+    def apply_backbone_mask(self, mask) -> None:
+        """Zero the pruned weights in the key encoder's copy of the backbone (its trunk uses the
+        backbone's names), as ``rewind.apply_mask`` does in the backbone."""
+        params = dict(self.key.trunk.named_parameters())
+        for name, keep in mask.items():
+            params[name].mul_(keep.to(params[name].device, params[name].dtype))
+
+    @torch.no_grad()
+    def sync_key_encoder(self) -> None:
+        """k = q, weights and statistics (MoCo's initialisation)."""
+        self.key.load_state_dict(self.query.state_dict())
+
+    @torch.no_grad()
     def update_key_encoder(self) -> None:
         query, key = list(self.query.parameters()), list(self.key.parameters())
-        if not self.key_synced:
-            torch._foreach_copy_(key, query)
-            self.key_synced = True
-            return
         torch._foreach_mul_(key, self.key_momentum)
         torch._foreach_add_(key, query, alpha=1.0 - self.key_momentum)
 
@@ -90,6 +99,8 @@ class MoCoModel(nn.Module):
 
 class MoCoTask(ContrastiveTask):
     recipe = "moco"
+    pretraining_format = "moco"
+    heads = ("projection head", "key encoder", "queue")
 
     def __init__(self, name, data_root, image_size, num_workers, options):
         super().__init__(name, data_root, image_size, num_workers, options)
@@ -100,6 +111,18 @@ class MoCoTask(ContrastiveTask):
     def wrap(self, backbone: nn.Module, spec) -> nn.Module:
         return MoCoModel(backbone, spec, self.projection_dim, self.queue_size, self.key_momentum,
                          self.shuffle_bn_splits)
+
+    def projector(self, model: MoCoModel) -> nn.Module:
+        return model.query.projector
+
+    def load_pretrained_heads(self, model: MoCoModel, path, weights_format: str, found: str) -> List[str]:
+        loaded = super().load_pretrained_heads(model, path, weights_format, found)
+        if loaded:
+            # the file's encoder_k and queue are not read: the key encoder starts at the query
+            # encoder, as in MoCo's own start and the paper's code (it loads encoder_q into both)
+            model.sync_key_encoder()
+            loaded.append("key encoder")
+        return loaded
 
     def train_batches(self, batch_size: int, generator: torch.Generator):
         """(view_a, view_b, shuffle_seed) batches: the seed orders the keys for shuffling BN."""

@@ -24,6 +24,9 @@ class SimCLRTask(ContrastiveTask):
     def wrap(self, backbone: nn.Module, spec) -> nn.Module:
         return ContrastiveEncoder(backbone, spec, self.projection_dim)
 
+    def projector(self, model: ContrastiveEncoder) -> nn.Module:
+        return model.projector
+
     def loss(self, model: nn.Module, batch, device: torch.device) -> torch.Tensor:
         view_a, view_b = to_views(batch, device)
         # one forward over both views: batch norm sees all 2n images, as in simCLR
