@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 from ..registry import Registry
 from . import detection, segmentation
 from .classification import ClassificationTask
-from .datasets import EMBEDDED, REAL, DatasetMissingError
+from .datasets import EMBEDDED, NORMALIZATIONS, REAL, DatasetMissingError
 
 
 @dataclass(frozen=True)
@@ -22,14 +22,18 @@ class TaskEntry:
     options: Dict[str, Any] = field(default_factory=dict)  # option -> default
     schedule: str = "embedded"  # the Table 1 preset this task's real data trains with
     check: Optional[Callable[[Dict[str, Any]], None]] = None  # raises ValueError for a bad option value
+    # the task θ_p was trained on (supervised ImageNet for θ_Img): the file's head is this task's
+    # own head γ_p and is loaded with the backbone; every other task gets a new head
+    head_from_weights: bool = False
 
 
 TASKS: Registry[TaskEntry] = Registry("task")
 
 
 def register_task(name: str, builder: Callable[..., Any], options: Optional[Dict[str, Any]] = None,
-                  schedule: str = "embedded", check: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
-    TASKS.register(name)(TaskEntry(name, builder, dict(options or {}), schedule, check))
+                  schedule: str = "embedded", check: Optional[Callable[[Dict[str, Any]], None]] = None,
+                  head_from_weights: bool = False) -> None:
+    TASKS.register(name)(TaskEntry(name, builder, dict(options or {}), schedule, check, head_from_weights))
 
 
 def task_options(name: str) -> Dict[str, Any]:
@@ -63,13 +67,26 @@ def wrap_for_training(task, backbone, spec):
     return backbone if wrap is None else wrap(backbone, spec)
 
 
-def _classification(name, data_root, image_size, num_workers):
-    return ClassificationTask.from_name(name, data_root, image_size, num_workers)
+def _classification(name, data_root, image_size, num_workers, **options):
+    return ClassificationTask.from_name(name, data_root, image_size, num_workers, **options)
+
+
+def _check_normalize(options: Dict[str, Any]) -> None:
+    if options["normalize"] not in NORMALIZATIONS:
+        raise ValueError(f"normalize={options['normalize']!r} is not allowed; choose one of {list(NORMALIZATIONS)} "
+                         f"(dataset: the dataset's own mean/std; none: [0, 1] pixels, for converted simCLR "
+                         f"checkpoints)")
 
 
 CLASSIFICATION_TASKS = tuple(sorted(EMBEDDED) + sorted(REAL))
-for _name in CLASSIFICATION_TASKS:
+for _name in sorted(EMBEDDED):
     register_task(_name, _classification)
+for _name in sorted(set(REAL) - {"imagenet"}):
+    register_task(_name, _classification, options={"normalize": "dataset"}, check=_check_normalize)
+# supervised ImageNet classification is θ_Img's own pre-training task (m_Img, Figure 2): its head
+# is the file's fc, and it trains with Table 1's ImageNet row
+register_task("imagenet", _classification, options={"normalize": "dataset"}, check=_check_normalize,
+              schedule="imagenet", head_from_weights=True)
 
 from . import ssl  # noqa: E402,F401  (registers the simclr and moco tasks)
 

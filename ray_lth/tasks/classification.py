@@ -21,9 +21,14 @@ class ClassificationTask:
         self.num_workers = num_workers
 
     @classmethod
-    def from_name(cls, name: str, data_root: Optional[str] = None, image_size: int = 16, num_workers: int = 0):
-        train_set, num_classes = load_classification_dataset(name, True, data_root, image_size)
-        test_set, _ = load_classification_dataset(name, False, data_root, image_size)
+    def from_name(cls, name: str, data_root: Optional[str] = None, image_size: int = 16, num_workers: int = 0,
+                  **options):
+        """``options``: a real dataset's ``normalize`` (datasets.NORMALIZATIONS)."""
+        train_set, num_classes = load_classification_dataset(name, True, data_root, image_size, **options)
+        test_set, test_classes = load_classification_dataset(name, False, data_root, image_size, **options)
+        if test_classes != num_classes:
+            raise ValueError(f"{name}: the training split has {num_classes} classes, the test split {test_classes}; "
+                             f"both must hold the same class folders")
         return cls(name, train_set, test_set, num_classes, num_workers)
 
     def batches_per_epoch(self, batch_size: int) -> int:
