@@ -40,7 +40,7 @@ def parse_args(argv=None):
     parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (0.25: four share one)")
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial, fractions allowed")
     parser.add_argument("--patience", type=int,
-                        help="pruned rounds in a row that may fail to match before a trajectory stops")
+                        help="pruned rounds in a row whose seed-mean may fail to match before the group's trajectories stop")
     parser.add_argument("--num-cpus", type=int, help="CPUs for a local Ray instance (default: all)")
     return parser, parser.parse_args(argv)
 

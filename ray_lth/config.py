@@ -2,7 +2,9 @@
 
 ``ImpConfig.from_dict`` takes the flat dict a search space or the command line produces: the
 training keys (epochs, lr, ...) override the chosen ``schedule``, the task's own options (e.g. the
-simCLR ``temperature``) go to ``task_options``; unknown keys are errors.
+simCLR ``temperature``) go to ``task_options``; unknown keys are errors. Like ``schedule``, the
+epoch ``selection`` defaults to the task's own: ``best_val`` for the paper's classification sets
+(CIFAR-10/100, SVHN, Fashion-MNIST), ``last`` elsewhere.
 """
 
 from dataclasses import asdict, dataclass, field, fields
@@ -13,7 +15,9 @@ from .models import MODELS
 from .perturbation import MASK_PERTURBATIONS
 from .pruning import PRUNING_METHODS
 from .rewind import REWIND_POINTS
+from .selection import SELECTIONS
 from .tasks import TASKS, check_task_options, task_options
+from .tasks.validation_split import TRAIN_IMAGES
 from .train import SCHEDULES, TRAIN_FIELDS, TrainHparams, schedule_for
 from .weights import WEIGHTS_FORMATS
 
@@ -32,6 +36,10 @@ class ImpConfig:
     seed: int = 0
     schedule: str = "embedded"
     train: TrainHparams = field(default_factory=lambda: SCHEDULES["embedded"])
+    # which epoch a round reports (selection.py): "last", or the test scores of the epoch with the best
+    # validation score on val_images training images held out (None: the task's default size)
+    selection: str = "last"
+    val_images: Optional[int] = None
     mask_file: Optional[str] = None  # a transferred ticket: round 0 trains under this mask, not dense
     mask_label: str = ""  # names that mask in group names, e.g. "m_shapes-r3"
     # section 5.2 baselines: train a perturbation of mask_file (random, complementary, flip) instead
@@ -55,6 +63,8 @@ class ImpConfig:
         allowed("rewind", self.rewind, REWIND_POINTS)
         allowed("pruning", self.pruning, PRUNING_METHODS)
         allowed("schedule", self.schedule, SCHEDULES)
+        allowed("selection", self.selection, SELECTIONS)
+        self._check_validation_split()
         if not 0.0 < self.prune_fraction < 1.0:
             raise ValueError(f"prune_fraction must be in (0, 1), got {self.prune_fraction}")
         if not 0.0 < self.rewind_fraction < 1.0:
@@ -80,6 +90,25 @@ class ImpConfig:
             raise ValueError(f"image_size must be >= 8, got {self.image_size}")
         object.__setattr__(self, "task_options", check_task_options(self.task, self.task_options))
 
+    def _check_validation_split(self) -> None:
+        default_size = TASKS.get(self.task).val_images
+        if self.selection == "last":
+            if self.val_images is not None:
+                raise ValueError(f"val_images={self.val_images} holds out a validation set for selection='best_val'; "
+                                 f"with selection='last' leave val_images unset")
+            return
+        if default_size is None:
+            raise ValueError(f"selection='best_val' picks the epoch by a validation set, and task {self.task!r} has "
+                             f"none (only classification tasks hold one out): choose selection='last'")
+        if self.val_images is None:
+            object.__setattr__(self, "val_images", default_size)
+        if isinstance(self.val_images, bool) or not isinstance(self.val_images, int) or self.val_images < 1:
+            raise ValueError(f"val_images must be a positive number of training images, got {self.val_images!r}")
+        train_images = TRAIN_IMAGES.get(self.task)  # known for the built-in sets; others are checked when built
+        if train_images is not None and self.val_images >= train_images:
+            raise ValueError(f"val_images={self.val_images} leaves nothing to train on: task {self.task!r} has "
+                             f"{train_images} training images")
+
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ImpConfig":
         values = dict(values)
@@ -94,6 +123,8 @@ class ImpConfig:
         values["task_options"] = {k: values.pop(k) for k in options if k in values}
         # a task's own Table 1 preset (e.g. detection's) unless the config names one
         schedule = values.setdefault("schedule", TASKS.get(task).schedule if task in TASKS.names() else "embedded")
+        if task in TASKS.names():
+            values.setdefault("selection", TASKS.get(task).selection)
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule={schedule!r} is not allowed; choose one of {sorted(SCHEDULES)}")
         return cls(**values, train=schedule_for(schedule, **overrides))

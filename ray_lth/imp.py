@@ -23,6 +23,7 @@ from .models import build_model, get_model_spec, prunable_parameters
 from .perturbation import perturb_mask
 from .pruning import prune
 from .rewind import apply_mask, capture_state, early_rewind_iteration, restore_state
+from .selection import epoch_selection
 from .tasks import TASKS, build_task, wrap_for_training
 from .train import train_masked
 from .weights import load_pretrained
@@ -147,7 +148,7 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
     (``rounds=0`` for a transfer trial: no further pruning)."""
     device = resolve_device(config.device)
     task = task or build_task(config.task, config.data_root, config.image_size, config.num_workers,
-                              **config.task_options)
+                              val_images=config.val_images, **config.task_options)
     if state is None:
         spec, model = _fresh_model(config, task.num_outputs, 0)
         if config.weights:
@@ -194,11 +195,13 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
                 if iteration == capture_at:
                     captured["state"] = capture_state(model)
 
+        selection = epoch_selection(config.selection, task, trained_model, device)
         stats = train_masked(trained_model, task, config.train, mask, device,
-                             round_generator(config.seed, round_index, _DATA), step_hook, masked_module=model)
+                             round_generator(config.seed, round_index, _DATA), step_hook, masked_module=model,
+                             epoch_hook=selection.after_epoch)
         if step_hook is not None:
             rewind_state = captured["state"]
-        metrics = {**task.evaluate(trained_model, device), **stats}
+        metrics = {**selection.round_metrics(), **stats}
 
         record = RoundRecord(
             round=round_index,

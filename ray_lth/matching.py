@@ -65,9 +65,12 @@ def mean_by_sparsity(rows: Iterable[Mapping[str, float]], metric: str = "metric"
 
 class MatchingTracker:
     """Per group of trajectories that differ only by seed: the dense band once every seed's
-    round 0 is known, each round's verdict, and when a trajectory has stopped matching.
+    round 0 is known, each round's verdict on the seed-mean, and when the group stops.
 
-    Pure bookkeeping (no Ray): ``MatchingScheduler`` feeds it results and asks ``should_stop``.
+    Matching is a property of the seed-mean (footnote 7), and so is stopping: round k's verdict
+    is known once every seed has reported round k, and the whole group stops once its seed-mean
+    has failed ``patience`` pruned rounds in a row. A single noisy seed never ends a trajectory.
+    Pure bookkeeping (no Ray): ``MatchingScheduler`` feeds it results and asks ``stop_round``.
     """
 
     def __init__(self, seeds_per_group: int, patience: int = 1, references: Optional[Mapping[str, str]] = None):
@@ -92,34 +95,45 @@ class MatchingTracker:
         dense = [rounds[0][1] for rounds in self.results.get(group, {}).values() if 0 in rounds]
         return dense_band(dense) if len(dense) >= self.seeds_per_group else None
 
-    def verdict(self, group: str, trial: str, round_index: int) -> Optional[bool]:
+    def complete_rounds(self, group: str) -> Dict[int, tuple]:
+        """round -> (sparsity, seed-mean metric) for the rounds every seed of the group reported.
+
+        Rounds only some seeds reached (a seed that ran ahead, or ran past the group's stop) are
+        left out: a mean over survivors would flatter the group."""
+        by_round: Dict[int, list] = {}
+        for rounds in self.results.get(group, {}).values():
+            for round_index, entry in rounds.items():
+                by_round.setdefault(round_index, []).append(entry)
+        return {k: (statistics.fmean(s for s, _ in entries), statistics.fmean(m for _, m in entries))
+                for k, entries in sorted(by_round.items()) if len(entries) >= self.seeds_per_group}
+
+    def round_verdict(self, group: str, round_index: int) -> Optional[bool]:
+        """Whether round ``round_index``'s seed-mean matches; None until the band and every seed's
+        result of that round are in."""
         band = self.band(group)
-        entry = self.results.get(group, {}).get(trial, {}).get(int(round_index))
+        entry = self.complete_rounds(group).get(int(round_index))
         return None if band is None or entry is None else is_matching(entry[1], band)
 
-    def should_stop(self, group: str, trial: str) -> bool:
-        """True once the last ``patience`` pruned rounds of ``trial`` all failed to match."""
+    def stop_round(self, group: str) -> Optional[int]:
+        """The round whose verdict ended the group — the last of ``patience`` pruned rounds in a row
+        whose seed-mean failed — or None while the group goes on."""
         band = self.band(group)
-        rounds = self.results.get(group, {}).get(trial, {})
-        pruned = sorted(r for r in rounds if r > 0)
-        if band is None or len(pruned) < self.patience:
-            return False
-        return not any(is_matching(rounds[r][1], band) for r in pruned[-self.patience:])
-
-    def last_matching_round(self, group: str, trial: str) -> Optional[int]:
-        band = self.band(group)
-        rounds = self.results.get(group, {}).get(trial, {})
-        matching = [r for r, (_, metric) in rounds.items() if band is not None and is_matching(metric, band)]
-        return max(matching) if matching else None
+        if band is None:
+            return None
+        failures = 0
+        for round_index, (_, mean) in self.complete_rounds(group).items():
+            if round_index == 0:
+                continue
+            failures = 0 if is_matching(mean, band) else failures + 1
+            if failures >= self.patience:
+                return round_index
+        return None
 
     def group_summary(self, group: str) -> dict:
-        """Dense mean ± std and the largest sparsity whose mean over seeds matches.
-
-        Only sparsities that *every* seed reached count: once the scheduler has stopped a seed,
-        the later rounds hold survivors only, whose mean would flatter the group.
-        """
+        """Dense mean ± std and the largest sparsity whose seed-mean matches, over the rounds
+        every seed reached (the largest, not the last before a failure: curves are not monotone)."""
         band = self.band(group)
-        complete = {s: mean for s, (mean, n) in self.curve(group).items() if band and n >= band.seeds}
+        complete = {s: mean for s, mean in self.complete_rounds(group).values()}
         best = max_matching_sparsity(complete, band) if band else None
         return {"group": group, "dense_mean": band.mean if band else None, "dense_std": band.std if band else None,
                 "seeds": band.seeds if band else 0, "max_matching_sparsity": best}

@@ -27,7 +27,7 @@ class SweepSpace:
     weights: str = "embedded"  # "embedded" (pre-trained here, cached), "required" (--weights) or "none"
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
-    patience: int = 1  # pruned rounds in a row that fail to match before a trajectory stops
+    patience: int = 1  # pruned rounds in a row whose seed-mean fails to match before the group stops
     # Optuna: field -> ("loguniform"|"uniform", low, high) or ("choice", [values]); searched by
     # OptunaSearch for ``num_samples`` trials, maximising ``objective`` (a key every result carries)
     sample: Dict[str, tuple] = field(default_factory=dict)

@@ -169,10 +169,12 @@ def train_masked(
     generator: torch.Generator,
     step_hook: Optional[Callable[[int], None]] = None,
     masked_module: Optional[nn.Module] = None,
+    epoch_hook: Optional[Callable[[int], None]] = None,
 ) -> Dict[str, float]:
     """Train ``model`` in place on ``task`` with the pruned weights held at zero.
 
-    ``step_hook(iteration)`` runs after every optimizer step (IMP uses it to capture θ_k%).
+    ``step_hook(iteration)`` runs after every optimizer step (IMP uses it to capture θ_k%);
+    ``epoch_hook(epoch)`` after every (0-based) epoch (best-validation selection scores it there).
     ``masked_module`` is the module whose parameter names the mask uses, when ``model`` wraps it
     (a detector around a pruned backbone); by default ``model`` itself.
     """
@@ -205,4 +207,6 @@ def train_masked(
         epoch_loss = loss_sum.item() / max(batches, 1)  # one sync per epoch, not per step
         if not math.isfinite(epoch_loss):
             raise TrainingDivergedError(f"training loss became {epoch_loss} in epoch {epoch}; lower the lr")
+        if epoch_hook is not None:
+            epoch_hook(epoch)
     return {"train_loss": epoch_loss, "iterations": iteration}

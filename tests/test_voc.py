@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
 from ray_lth.tasks import DatasetMissingError, build_task
 from ray_lth.tasks.voc import voc_detection, voc_segmentation
@@ -50,11 +51,12 @@ def test_voc_detection_reads_07_12_trainval_and_07_test(tmp_path):
     assert target["labels"].tolist() == [12] and "ignore" not in target  # difficult left out of training
 
 
-def test_voc_segmentation_keeps_void_and_resizes_by_nearest(tmp_path):
+def test_voc_segmentation_keeps_void_and_native_labels_for_evaluation(tmp_path):
     _devkit(tmp_path)
     image, labels = voc_segmentation(tmp_path, train=False, crop_size=60)[0]
-    assert image.shape == (3, 60, 80) and labels.shape == (60, 80) and labels.dtype == torch.int64
-    assert set(labels.unique().tolist()) == {0, 12, 255}
+    assert image.shape == (3, 60, 80) and labels.shape == (30, 40) and labels.dtype == torch.int64
+    native = np.array(Image.open(tmp_path / "VOCdevkit/VOC2012/SegmentationClass/2012_0.png"))
+    assert np.array_equal(labels.numpy(), native)
     image, labels = voc_segmentation(tmp_path, train=True, crop_size=16)[0]
     assert image.shape == (3, 16, 16) and set(labels.unique().tolist()) <= {0, 12, 255}
 
@@ -65,3 +67,39 @@ def test_voc_tasks_build_from_data_root_and_name_a_missing_devkit(tmp_path):
     _devkit(tmp_path)
     assert build_task("voc_detection", data_root=str(tmp_path), image_size=600).num_classes == 20
     assert build_task("voc_segmentation", data_root=str(tmp_path), image_size=513).num_classes == 21
+
+
+class _LinearLogits(nn.Module):
+    """Logits linear in the pixel centres' relative position (u, v) in [0, 1]: dog (12) where
+    u + v < 0.9, person (15) towards the right edge, else background. Bilinear resampling keeps a
+    linear function exact, so the prediction at any resolution follows from (u, v) alone."""
+
+    def forward(self, images):
+        height, width = images.shape[-2:]
+        v = ((torch.arange(height) + 0.5) / height)[:, None]
+        u = ((torch.arange(width) + 0.5) / width)[None, :]
+        logits = torch.full((len(images), 21, height, width), -10.0)
+        logits[:, 0] = 0.0
+        logits[:, 12] = 0.9 - u - v
+        logits[:, 15] = 4 * (u - 0.8)
+        return logits
+
+
+def test_voc_segmentation_is_scored_at_native_resolution(tmp_path):
+    _devkit(tmp_path)
+    task = build_task("voc_segmentation", data_root=str(tmp_path), image_size=128)  # the network sees 128 x 170
+    scores = task.evaluate(_LinearLogits(), torch.device("cpu"))
+    # reference: the prediction on the native 30 x 40 grid, per-class IoU over the non-void pixels
+    v, u = np.meshgrid((np.arange(30) + 0.5) / 30, (np.arange(40) + 0.5) / 40, indexing="ij")
+    scores_by_class = np.stack([np.zeros_like(u), 0.9 - u - v, 4 * (u - 0.8)])
+    predicted = np.array([0, 12, 15])[scores_by_class.argmax(0)]
+    native = np.array(Image.open(tmp_path / "VOCdevkit/VOC2012/SegmentationClass/2012_0.png"))
+    valid = native != 255
+    ious = []
+    for c in range(21):
+        union = ((predicted == c) | (native == c)) & valid
+        if union.any():
+            ious.append((((predicted == c) & (native == c)) & valid).sum() / union.sum())
+    assert len(ious) == 3  # background, dog, and person (predicted only: IoU 0)
+    assert scores["mIoU"] == pytest.approx(np.mean(ious), abs=1e-12)  # both val images are alike
+    assert scores["pixel_accuracy"] == pytest.approx((predicted == native)[valid].mean(), abs=1e-12)

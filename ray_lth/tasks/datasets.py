@@ -5,7 +5,6 @@ Real datasets are read from their published on-disk formats (torchvision's datas
 missing dataset raises an error naming the folder and files expected.
 """
 
-import pickle
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
@@ -16,6 +15,7 @@ from torch.utils.data import Dataset, TensorDataset
 from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2
 
+from .cifar_files import CifarBatches
 from .shapes import SHAPE_NAMES, make_gratings, make_shapes
 
 # (mean, std) per channel, used to normalise the inputs of each dataset. The four 32-px sets use
@@ -85,7 +85,7 @@ def _cifar_transform(train: bool, stats: Stats) -> v2.Compose:
 def _real(name: str, root: Path, expected: str, build: Callable[[], Dataset], num_classes: int) -> Tuple[Dataset, int]:
     try:
         return build(), num_classes
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as error:
+    except (RuntimeError, FileNotFoundError, OSError) as error:
         raise DatasetMissingError(
             f"{name} not found under --data-root {root}: expected {expected} "
             f"(ray_lth never downloads data; place the files there). Cause: {error}"
@@ -94,7 +94,7 @@ def _real(name: str, root: Path, expected: str, build: Callable[[], Dataset], nu
 
 class ArrayImages(Dataset):
     """uint8 (N, H, W, 3) images and their labels, each item a PIL image through ``transform``
-    (what torchvision's CIFAR and SVHN classes return)."""
+    (what torchvision's SVHN class returns)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable):
         self.images, self.labels, self.transform = images, labels.astype(np.int64), transform
@@ -106,32 +106,19 @@ class ArrayImages(Dataset):
         return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
 
 
-# The CIFAR and SVHN files are read here rather than by torchvision's classes, which refuse any
-# file whose MD5 differs from the published one: files written in the same format (the CPU dry
-# run's generated CIFAR) must load too. A missing or unreadable file still fails, by name.
-def _cifar_pickles(folder: Path, files, label_key: str) -> Tuple[np.ndarray, np.ndarray]:
-    images, labels = [], []
-    for name in files:
-        with open(folder / name, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
-        images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.extend(entry[label_key])
-    return np.concatenate(images), np.asarray(labels)
-
-
 def cifar10(root: Path, train: bool, image_size: int, stats: Stats):
-    files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     return _real("CIFAR-10", root, "cifar-10-batches-py/ with data_batch_1..5 and test_batch",
-                 lambda: ArrayImages(*_cifar_pickles(root / "cifar-10-batches-py", files, "labels"),
-                                     _cifar_transform(train, stats)), 10)
+                 lambda: CifarBatches("cifar10", root, train, _cifar_transform(train, stats)), 10)
 
 
 def cifar100(root: Path, train: bool, image_size: int, stats: Stats):
     return _real("CIFAR-100", root, "cifar-100-python/ with train and test",
-                 lambda: ArrayImages(*_cifar_pickles(root / "cifar-100-python", ["train" if train else "test"],
-                                                     "fine_labels"), _cifar_transform(train, stats)), 100)
+                 lambda: CifarBatches("cifar100", root, train, _cifar_transform(train, stats)), 100)
 
 
+# SVHN's .mat is read here rather than by torchvision's class, which refuses any file whose MD5
+# differs from the published one (as cifar_files.py does for CIFAR): files written in the same
+# format must load too. A missing or unreadable file still fails, by name.
 def _svhn_mat(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     from scipy.io import loadmat  # torchvision's own SVHN reader needs scipy too
 

@@ -2,7 +2,8 @@
 each round (``wrap``), trained with pixel-wise cross-entropy and scored by mIoU.
 
 Tasks: ``segmentation_shapes`` (embedded scenes of shapes: background + 4 classes, 48 px) and
-``voc_segmentation`` (Pascal VOC 2012 train/val from ``--data-root``, 21 classes).
+``voc_segmentation`` (Pascal VOC 2012 train/val from ``--data-root``, 21 classes; scored at the
+labels' native resolution, the logits upsampled to it).
 """
 
 from pathlib import Path
@@ -76,8 +77,11 @@ class SegmentationTask:
         for images, labels in DataLoader(self.test_set, batch_size=self.eval_batch_size,
                                          num_workers=self.num_workers):
             with autocast(device):
-                predicted = model(to_device_format(images.to(device), device)).argmax(1).cpu()
-            confusion += confusion_matrix(predicted, labels, self.num_classes)
+                logits = model(to_device_format(images.to(device), device))
+            if logits.shape[-2:] != labels.shape[-2:]:
+                # VOC labels keep their native size: upsample the logits to it, never resize the labels
+                logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
+            confusion += confusion_matrix(logits.argmax(1).cpu(), labels, self.num_classes)
         return segmentation_scores(confusion)
 
 
@@ -97,7 +101,7 @@ def voc_segmentation_task(name, data_root: Optional[str], image_size, num_worker
     if image_size < 128:
         raise ValueError(f"task {name!r} needs image_size >= 128 (the crop size; DeepLab uses 513), got {image_size}")
     root = Path(data_root)
-    # validation images differ in size: one at a time
+    # validation images and their native-size labels differ in size: one at a time (batch 1, no padding)
     return SegmentationTask(name, voc_segmentation(root, True, image_size), voc_segmentation(root, False, image_size),
                             VOC_SEGMENTATION_CLASSES, segmenter, image_size, IMAGENET_STATS, channels=256,
                             eval_batch_size=1, num_workers=num_workers)

@@ -2,7 +2,8 @@
 
 Detection: VOC2007 trainval + VOC2012 trainval to train, VOC2007 test to evaluate (the paper's
 VOC07+12 protocol); *difficult* objects are left out of training and ignored by the evaluation.
-Segmentation: VOC2012 train and val; label 255 (object borders, void) is ignored.
+Segmentation: VOC2012 train and val; label 255 (object borders, void) is ignored. Validation
+labels stay at their native resolution, where the mIoU is scored (as DeepLab scores VOC).
 """
 
 from pathlib import Path
@@ -78,11 +79,13 @@ def voc_detection(root: Path, train: bool) -> VOCDetectionSet:
 
 
 class VOCSegmentationSet(Dataset):
-    """(image (3, H, W) float in [0, 1], labels (H, W) int64): training takes a random resized
-    crop of ``crop_size`` and flips; evaluation resizes the shorter side to ``crop_size``."""
+    """(image (3, H, W) float in [0, 1], labels (H', W') int64): training takes a random resized
+    crop of ``crop_size`` of both and flips; evaluation resizes the image's shorter side to
+    ``crop_size`` (the scale the network trained at) and leaves the labels at their native size:
+    the task upsamples the logits to them, so the mIoU counts the dataset's own pixels."""
 
     def __init__(self, part, train: bool, crop_size: int):
-        self.part = part
+        self.part, self.train = part, train
         resize = [v2.RandomResizedCrop(crop_size, scale=(0.25, 1.0)), v2.RandomHorizontalFlip()] if train \
             else [v2.Resize(crop_size)]
         self.transform = v2.Compose([v2.ToImage(), *resize, v2.ToDtype({tv_tensors.Image: torch.float32,
@@ -93,7 +96,11 @@ class VOCSegmentationSet(Dataset):
 
     def __getitem__(self, index: int):
         image, labels = self.part[index]
-        image, labels = self.transform(image, tv_tensors.Mask(v2.functional.pil_to_tensor(labels)[0]))
+        labels = tv_tensors.Mask(v2.functional.pil_to_tensor(labels)[0])
+        if self.train:
+            image, labels = self.transform(image, labels)
+        else:
+            image = self.transform(image)
         return image.as_subclass(torch.Tensor), labels.as_subclass(torch.Tensor).long()
 
 

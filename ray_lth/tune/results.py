@@ -3,7 +3,9 @@
 Rows are keyed by (trial name, round) — names are unique per configuration, and stable when a
 restored sweep re-creates a trial under a new id — so a round re-run after a restart replaces its
 row instead of duplicating it, and a resumed sweep starts from the rows already on disk. The ``matching``
-column is filled from the MatchingTracker once the group's dense band is known.
+column is the round's verdict on the seed-mean (the same for every seed of a group), filled from the
+MatchingTracker once the dense band and every seed's result of that round are known; a round only
+some seeds reached (a seed ran past its group's stop) stays empty.
 """
 
 import csv
@@ -49,7 +51,7 @@ class ResultsCallback(Callback):
                           "nominal_sparsity": result["nominal_sparsity"], "metric": result["metric"],
                           "epochs": result["epochs"], "round_seconds": result["round_seconds"],
                           "bookkeeping_seconds": result["bookkeeping_seconds"]}
-        verdict = self.tracker.verdict(result["group"], str(trial), int(result["round"]))
+        verdict = self.tracker.round_verdict(result["group"], int(result["round"]))
         result["matching"] = "?" if verdict is None else ("yes" if verdict else "no")  # shown in the progress table
         self._write()
 
@@ -63,6 +65,6 @@ class ResultsCallback(Callback):
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             for (_, round_index), row in sorted(self.rows.items(), key=lambda kv: (kv[1]["group"], kv[0])):
-                verdict = self.tracker.verdict(row["group"], row["trial_name"], round_index)
+                verdict = self.tracker.round_verdict(row["group"], round_index)
                 writer.writerow({**row, "matching": "" if verdict is None else int(verdict)})
         os.replace(tmp, self.path)

@@ -125,7 +125,7 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                scheduler=MatchingScheduler(tracker, pause_for_band=plan is None), max_concurrent_trials=max_concurrent,
+                scheduler=MatchingScheduler(tracker, pause_ahead=plan is None), max_concurrent_trials=max_concurrent,
                 trial_name_creator=trial_name_creator, trial_dirname_creator=trial_dirname_creator, **search),
             run_config=tune.RunConfig(
                 name=name, storage_path=str(storage), verbose=verbose, progress_reporter=reporter,

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset, Subset
 from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2
 
+from ..cifar_files import CifarBatches
 from ..datasets import EMBEDDED, EMBEDDED_STATS, IMAGENET_STATS, DatasetMissingError
 
 NO_STATS = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # converted simCLR checkpoints expect raw [0, 1] input
@@ -89,8 +90,7 @@ def _real(name: str, train: bool, root: Path) -> Dataset:
         if name == "imagenet":
             folder = root / "imagenet" / ("train" if train else "val")
             return ImagesOnly(tv_datasets.ImageFolder(folder, transform=to_tensor))
-        builder = tv_datasets.CIFAR10 if name == "cifar10" else tv_datasets.CIFAR100
-        return ImagesOnly(builder(root, train=train, download=False, transform=to_tensor))
+        return ImagesOnly(CifarBatches(name, root, train, transform=to_tensor))
     except (RuntimeError, FileNotFoundError, OSError) as error:
         expected = {"imagenet": "imagenet/train/<class>/<image> and imagenet/val/<class>/<image>",
                     "cifar10": "cifar-10-batches-py/", "cifar100": "cifar-100-python/"}[name]
