@@ -25,7 +25,7 @@ from .perturbation import perturb_mask
 from .pruning import prune
 from .rewind import apply_mask, capture_state, check_state_keys, early_rewind_iteration, restore_state
 from .selection import epoch_selection
-from .tasks import build_task, load_pretrained_heads, wrap_for_training
+from .tasks import TASKS, build_task, load_pretrained_heads, wrap_for_training
 from .train import train_masked
 from .weights import load_pretrained
 
@@ -134,6 +134,14 @@ def _fresh_model(config: ImpConfig, num_outputs: int, round_index: int):
     return spec, build_model(config.model, num_outputs)
 
 
+def load_theta_p(model, spec, task_name: str, path, weights_format: str) -> str:
+    """θ_p into a freshly built model: the backbone always; the head only where the task is the one
+    the weights were trained on (``TaskEntry.head_from_weights``); never the modules the model
+    keeps fresh (``ModelSpec.not_from_weights``, the CIFAR stem). Returns the format found."""
+    return load_pretrained(model, path, spec.heads, weights_format, load_heads=TASKS.get(task_name).head_from_weights,
+                           not_from_weights=spec.not_from_weights)
+
+
 def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, task=None) -> Iterator[RoundResult]:
     """Run rounds ``state.next_round``..``config.rounds`` (all of them when ``state`` is None).
 
@@ -144,7 +152,7 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
                               val_images=config.val_images, **config.task_options)
     if state is None:
         spec, model = _fresh_model(config, task.num_outputs, 0)
-        found = load_pretrained(model, config.weights, spec.heads, config.weights_format) if config.weights else None
+        found = load_theta_p(model, spec, config.task, config.weights, config.weights_format) if config.weights else None
         prunable = prunable_parameters(model, spec.never_pruned)
         first_mask = ones_mask(prunable)
         if config.mask_file:

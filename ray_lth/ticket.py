@@ -22,12 +22,12 @@ import torch
 from torch import nn
 
 from .config import ImpConfig
-from .imp import _INIT, MASK_FILE, REWIND_FILE, STATE_FILE, round_generator
+from .imp import _INIT, MASK_FILE, REWIND_FILE, STATE_FILE, load_theta_p, round_generator
 from .masks import (Mask, MaskFileError, check_compatible, count_kept, count_total, load_mask, mask_digest,
                     read_mask_header, save_mask)
 from .models import build_model, get_model_spec, prunable_parameters
 from .rewind import apply_mask, backbone_state
-from .weights import file_sha256, load_pretrained
+from .weights import file_sha256
 
 TICKET_MASK = "mask.rlthmask"
 TICKET_META = "ticket.json"
@@ -169,7 +169,7 @@ def build_ticket_model(ticket: Ticket, weights=None) -> nn.Module:
     else:
         if weights is None:
             raise TicketError(f"ticket {ticket.folder} needs its θ_p weights file ({meta['weights']['name']})")
-        load_pretrained(model, weights, spec.heads, meta["weights"]["format"])
+        load_theta_p(model, spec, meta["task"], weights, meta["weights"]["format"])
     check_compatible(ticket.mask, prunable_parameters(model, spec.never_pruned), what=f"ticket {ticket.folder}")
     apply_mask(model, ticket.mask)
     return model.eval()

@@ -2,10 +2,14 @@
 
 Pruned weights are held at exactly zero without hooks or reparametrisation: the mask is applied
 to the weights once, and after every backward pass one fused ``torch._foreach_mul_`` zeroes the
-pruned gradients. For SGD (with momentum, weight decay, Nesterov) this keeps the pruned weights
-*and their momentum* at exactly zero: the update of a pruned weight is grad·0 + wd·0 = 0, so its
-momentum stays 0 and the weight stays 0 — the same result as multiplying weights and momentum
-after each step, with one fused op instead of two.
+pruned gradients. For SGD with momentum and weight decay this keeps the pruned weights *and their
+momentum* at exactly zero: the update of a pruned weight is grad·0 + wd·0 = 0, so its momentum
+stays 0 and the weight stays 0 — the same result as multiplying weights and momentum after each
+step, with one fused op instead of two.
+
+The optimizer is plain SGD with momentum (Table 1: "SGD with 0.9 momentum"), without Nesterov, as
+the authors' IMP scripts (``main_imp_downstream.py``, ``main_imp_imagenet.py``) build it; their
+only Nesterov SGD is simCLR's linear evaluation, which this project does not run.
 """
 
 import math
@@ -79,6 +83,7 @@ def lr_factor(hparams: TrainHparams, iteration: int, iterations_per_epoch: int) 
 
 # Table 1 of the paper, per task; "embedded" is this project's small CPU default.
 SCHEDULES: Dict[str, TrainHparams] = {
+    # supervised ImageNet IMP (m_Img): 10 epochs a round at a fixed 1e-4, as the authors' main_imp_imagenet.py
     "imagenet": TrainHparams(epochs=10, batch_size=256, lr=1e-4, weight_decay=1e-4),
     "simclr": TrainHparams(epochs=10, batch_size=256, lr=1e-4, weight_decay=1e-4),
     "moco": TrainHparams(epochs=10, batch_size=256, lr=3e-4, weight_decay=1e-4),

@@ -9,13 +9,16 @@ Formats:
 - ``auto``: recognise one of the above from the file's keys.
 
 Every file is read with ``torch.load(weights_only=True)`` (no code runs). ``load_pretrained``
-never loads the task head: it is task-specific (paper, section 3). Any other missing, unexpected
-or mis-shaped key is an error that lists them. A file's contrastive projection head (MoCo v2's
-``fc.0``/``fc.2`` MLP; a simCLR file's, where it has one) is γ_p for the file's own pre-training
-task only: ``read_projection_head`` returns it for that task to load.
+does not load the task head — it is task-specific (paper, section 3) — except for the task the
+weights were trained on (supervised ImageNet), whose head the file holds; modules a model
+declares fresh (the CIFAR stem) are never loaded. Any other missing, unexpected or mis-shaped key
+is an error that lists them. A file's contrastive projection head (MoCo v2's ``fc.0``/``fc.2``
+MLP; a simCLR file's, where it has one) is γ_p for the file's own pre-training task only:
+``read_projection_head`` returns it for that task to load.
 """
 
 import hashlib
+import sys
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional, Tuple
 
@@ -71,16 +74,24 @@ def read_state_dict(path, weights_format: str = "auto") -> Tuple[Dict[str, torch
     return dict(state), found
 
 
-def load_pretrained(model: nn.Module, path, heads: Iterable[str], weights_format: str = "auto") -> str:
-    """Load θ_p from ``path`` into ``model``, all but its task heads. Returns the format found."""
+def load_pretrained(model: nn.Module, path, heads: Iterable[str], weights_format: str = "auto",
+                    load_heads: bool = False, not_from_weights: Iterable[Tuple[str, str]] = ()) -> str:
+    """Load θ_p from ``path`` into ``model``. Returns the format found.
+
+    The task ``heads`` are left as they are (new for the task), unless ``load_heads``: the task is
+    the one θ_p was trained on, so the file's head is the task's own γ_p and must fit it. The
+    modules of ``not_from_weights`` ((module, reason) pairs, e.g. the CIFAR stem's conv1) are
+    never loaded. Prints one line naming the keys left out and why."""
     state, found = read_state_dict(path, weights_format)
     heads = tuple(heads)
+    skipped = {} if load_heads else {h: "task head, new for this task" for h in heads}
+    skipped.update(dict(not_from_weights))
 
-    def in_head(key: str) -> bool:
-        return any(key == h or key.startswith(h + ".") for h in heads)
+    def module_of(key: str):
+        return next((m for m in skipped if key == m or key.startswith(m + ".")), None)
 
-    backbone = {k: v for k, v in state.items() if not in_head(k)}
-    expected = {k: v for k, v in model.state_dict().items() if not in_head(k)}
+    backbone = {k: v for k, v in state.items() if module_of(k) is None}
+    expected = {k: v for k, v in model.state_dict().items() if module_of(k) is None}
     missing = sorted(set(expected) - set(backbone))
     unexpected = sorted(set(backbone) - set(expected))
     wrong_shape = sorted(
@@ -88,6 +99,13 @@ def load_pretrained(model: nn.Module, path, heads: Iterable[str], weights_format
         for k in set(backbone) & set(expected)
         if backbone[k].shape != expected[k].shape
     )
+    head_misfits = [k for k in missing + unexpected + wrong_shape if any(k.startswith(h + ".") for h in heads)]
+    if load_heads and head_misfits:
+        raise WeightsError(
+            f"{path} ({found} format): the task is the one these weights were trained on, so their head is "
+            f"loaded as the task's own, but it does not fit: {_preview(head_misfits)} (the file needs a head "
+            f"with as many outputs as the task has classes, e.g. θ_Img's fc for ImageNet's 1000 class folders)"
+        )
     if missing or unexpected or wrong_shape:
         raise WeightsError(
             f"{path} ({found} format) does not fit {type(model).__name__}: "
@@ -95,6 +113,13 @@ def load_pretrained(model: nn.Module, path, heads: Iterable[str], weights_format
             f"wrong shapes {_preview(wrong_shape)}"
         )
     model.load_state_dict(backbone, strict=False)
+    left_out = {}
+    for key in state:
+        if module_of(key) is not None:
+            left_out.setdefault(module_of(key), []).append(key)
+    reasons = "; ".join(f"{', '.join(keys)} ({module}: {skipped[module]})" for module, keys in left_out.items())
+    print(f"ray_lth: θ_p {Path(path).name} ({found}): {len(backbone)} keys loaded; "
+          f"not loaded: {reasons or 'none'}", file=sys.stderr, flush=True)
     return found
 
 

@@ -7,6 +7,7 @@ from torch import nn
 from torchvision import models as tv_models
 
 from ..registry import Registry
+from .cifar_stem import CIFAR_STEM_REASON, cifar_resnet
 from .small import CifarResNet, ConvNet
 
 
@@ -15,7 +16,8 @@ class ModelSpec:
     """How to build a model and which of its modules IMP must never prune.
 
     ``first_conv`` and ``heads`` are exact module names (paper, section 3: the first convolution
-    and every task head stay dense).
+    and every task head stay dense). ``not_from_weights`` names, with the reason, the modules
+    besides the heads that θ_p never fills (they keep their fresh initialisation).
     """
 
     name: str
@@ -23,6 +25,7 @@ class ModelSpec:
     first_conv: str = "conv1"
     heads: Tuple[str, ...] = ("fc",)
     feature_dim: int = 0  # width of the features the head sees (for MLP heads of SSL tasks)
+    not_from_weights: Tuple[Tuple[str, str], ...] = ()  # (module, why) left out of θ_p loading
 
     @property
     def never_pruned(self) -> Tuple[str, ...]:
@@ -40,6 +43,11 @@ def _add(spec: ModelSpec) -> None:
 _add(ModelSpec("resnet18", lambda n: tv_models.resnet18(weights=None, num_classes=n), feature_dim=512))
 _add(ModelSpec("resnet50", lambda n: tv_models.resnet50(weights=None, num_classes=n), feature_dim=2048))
 _add(ModelSpec("resnet152", lambda n: tv_models.resnet152(weights=None, num_classes=n), feature_dim=2048))
+# the same with the authors' CIFAR stem (3×3/1 conv1, no max-pool) for the 32-px tasks
+_CIFAR_STEM = (("conv1", CIFAR_STEM_REASON),)
+_add(ModelSpec("resnet18_cifar", cifar_resnet(tv_models.resnet18), feature_dim=512, not_from_weights=_CIFAR_STEM))
+_add(ModelSpec("resnet50_cifar", cifar_resnet(tv_models.resnet50), feature_dim=2048, not_from_weights=_CIFAR_STEM))
+_add(ModelSpec("resnet152_cifar", cifar_resnet(tv_models.resnet152), feature_dim=2048, not_from_weights=_CIFAR_STEM))
 _add(ModelSpec("resnet8", lambda n: CifarResNet(blocks=1, num_classes=n), feature_dim=64))
 _add(ModelSpec("resnet20", lambda n: CifarResNet(blocks=3, num_classes=n), feature_dim=64))
 _add(ModelSpec("resnet56", lambda n: CifarResNet(blocks=9, num_classes=n), feature_dim=64))

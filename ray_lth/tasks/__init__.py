@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 from ..registry import Registry
 from . import detection, segmentation
 from .classification import ClassificationTask
-from .datasets import EMBEDDED, REAL, DatasetMissingError
+from .datasets import EMBEDDED, NORMALIZATIONS, REAL, DatasetMissingError
 from .validation_split import VAL_IMAGES
 
 
@@ -29,6 +29,9 @@ class TaskEntry:
     check: Optional[Callable[[Dict[str, Any]], None]] = None  # raises ValueError for a bad option value
     selection: str = "last"  # the epoch whose scores a round reports, unless the config says (see selection.py)
     val_images: Optional[int] = None  # default size of the held-out validation set; None: the task has none
+    # the task θ_p was trained on (supervised ImageNet for θ_Img): the file's head is this task's
+    # own head γ_p and is loaded with the backbone; every other task gets a new head
+    head_from_weights: bool = False
 
 
 TASKS: Registry[TaskEntry] = Registry("task")
@@ -36,8 +39,9 @@ TASKS: Registry[TaskEntry] = Registry("task")
 
 def register_task(name: str, builder: Callable[..., Any], options: Optional[Dict[str, Any]] = None,
                   schedule: str = "embedded", check: Optional[Callable[[Dict[str, Any]], None]] = None,
-                  selection: str = "last", val_images: Optional[int] = None) -> None:
-    TASKS.register(name)(TaskEntry(name, builder, dict(options or {}), schedule, check, selection, val_images))
+                  selection: str = "last", val_images: Optional[int] = None, head_from_weights: bool = False) -> None:
+    TASKS.register(name)(TaskEntry(name, builder, dict(options or {}), schedule, check, selection, val_images,
+                                   head_from_weights))
 
 
 def task_options(name: str) -> Dict[str, Any]:
@@ -84,13 +88,22 @@ def load_pretrained_heads(task, trained_model, spec, path, weights_format: str, 
     which are new."""
     loader = getattr(task, "load_pretrained_heads", None)
     loaded = loader(trained_model, path, weights_format, found) if loader is not None else []
+    if TASKS.get(task.name).head_from_weights:  # loaded with the backbone (weights.load_pretrained)
+        loaded = list(spec.heads) + loaded
     new = [head for head in getattr(task, "heads", spec.heads) if head not in loaded]
     return (f"ray_lth: θ_p from {path} ({found} format), task {task.name}: heads from the file: "
             f"{', '.join(loaded) or 'none'}; new: {', '.join(new) or 'none'}")
 
 
-def _classification(name, data_root, image_size, num_workers, val_images=None):
-    return ClassificationTask.from_name(name, data_root, image_size, num_workers, val_images)
+def _classification(name, data_root, image_size, num_workers, val_images=None, **options):
+    return ClassificationTask.from_name(name, data_root, image_size, num_workers, val_images, **options)
+
+
+def _check_normalize(options: Dict[str, Any]) -> None:
+    if options["normalize"] not in NORMALIZATIONS:
+        raise ValueError(f"normalize={options['normalize']!r} is not allowed; choose one of {list(NORMALIZATIONS)} "
+                         f"(dataset: the dataset's own mean/std; none: [0, 1] pixels, for converted simCLR "
+                         f"checkpoints)")
 
 
 CLASSIFICATION_TASKS = tuple(sorted(EMBEDDED) + sorted(REAL))
@@ -98,9 +111,16 @@ CLASSIFICATION_TASKS = tuple(sorted(EMBEDDED) + sorted(REAL))
 # the embedded sets keep the last epoch. VisDA-2017 too: the authors pick its best epoch on the
 # real-image domain they also test on, which has no counterpart here (best_val holds out synthetic images)
 _BEST_VAL_BY_DEFAULT = ("cifar10", "cifar100", "svhn", "fashion_mnist")
-for _name in CLASSIFICATION_TASKS:
-    register_task(_name, _classification, selection="best_val" if _name in _BEST_VAL_BY_DEFAULT else "last",
-                  val_images=VAL_IMAGES[_name])
+for _name in sorted(EMBEDDED):
+    register_task(_name, _classification, val_images=VAL_IMAGES[_name])
+for _name in sorted(set(REAL) - {"imagenet"}):
+    register_task(_name, _classification, options={"normalize": "dataset"}, check=_check_normalize,
+                  selection="best_val" if _name in _BEST_VAL_BY_DEFAULT else "last", val_images=VAL_IMAGES[_name])
+# supervised ImageNet classification is θ_Img's own pre-training task (m_Img, Figure 2): its head
+# is the file's fc, and it trains with Table 1's ImageNet row. No validation split is held out
+# (ImageNet's val is the test set), so a round reports its last epoch
+register_task("imagenet", _classification, options={"normalize": "dataset"}, check=_check_normalize,
+              schedule="imagenet", head_from_weights=True)
 
 from . import ssl  # noqa: E402,F401  (registers the simclr and moco tasks)
 

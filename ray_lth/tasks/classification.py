@@ -26,10 +26,14 @@ class ClassificationTask:
 
     @classmethod
     def from_name(cls, name: str, data_root: Optional[str] = None, image_size: int = 16, num_workers: int = 0,
-                  val_images: Optional[int] = None):
-        """``val_images`` training images held out as the validation set (None: none held out)."""
-        train_set, num_classes = load_classification_dataset(name, True, data_root, image_size)
-        test_set, _ = load_classification_dataset(name, False, data_root, image_size)
+                  val_images: Optional[int] = None, **options):
+        """``val_images`` training images held out as the validation set (None: none held out);
+        ``options``: a real dataset's ``normalize`` (datasets.NORMALIZATIONS)."""
+        train_set, num_classes = load_classification_dataset(name, True, data_root, image_size, **options)
+        test_set, test_classes = load_classification_dataset(name, False, data_root, image_size, **options)
+        if test_classes != num_classes:
+            raise ValueError(f"{name}: the training split has {num_classes} classes, the test split {test_classes}; "
+                             f"both must hold the same class folders")
         val_set = None
         if val_images is not None:
             train_set, val_set = split_validation(train_set, test_set, val_images)

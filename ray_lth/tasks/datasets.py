@@ -1,7 +1,8 @@
 """Classification datasets: embedded ones generated in memory, real ones from a local folder.
 
-Real datasets go through torchvision's dataset classes with ``download=False``: this project
-never downloads data; a missing dataset raises an error naming the folder and files expected.
+Real datasets are read from their published on-disk formats (torchvision's dataset classes with
+``download=False``, or the pickles and .mat files directly): this project never downloads data; a
+missing dataset raises an error naming the folder and files expected.
 """
 
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, TensorDataset
 from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2
@@ -16,8 +18,13 @@ from torchvision.transforms import v2
 from .cifar_files import CifarBatches
 from .shapes import SHAPE_NAMES, make_gratings, make_shapes
 
-# (mean, std) per channel, used to normalise the inputs of each dataset
-_CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+# (mean, std) per channel, used to normalise the inputs of each dataset. The four 32-px sets use
+# the authors' values (their dataset.py): CIFAR-10's std is the widely copied (0.2023, 0.1994,
+# 0.2010), not the per-pixel (0.2470, 0.2435, 0.2616); Fashion-MNIST's one channel is repeated.
+CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+CIFAR100_STATS = ((0.5071, 0.4866, 0.4409), (0.2009, 0.1984, 0.2023))
+SVHN_STATS = ((0.4377, 0.4438, 0.4728), (0.1201, 0.1231, 0.1052))
+FASHION_MNIST_STATS = ((0.1436,) * 3, (0.1609,) * 3)
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 EMBEDDED_STATS = ((0.5,) * 3, (0.25,) * 3)  # _normalise's: what the embedded θ_p was trained with
 
@@ -58,12 +65,21 @@ def embedded_digits(train: bool, image_size: int = 16) -> Tuple[Dataset, int]:
     return TensorDataset(images[index], labels[index]), 10
 
 
-def _cifar_transform(train: bool, stats) -> v2.Compose:
+# a real classification task's ``normalize`` option: "dataset" (its own stats, as the authors) or
+# "none" (raw [0, 1] pixels, what simCLR checkpoints converted from TensorFlow expect)
+NORMALIZATIONS = ("dataset", "none")
+Stats = Optional[Tuple[Tuple[float, ...], Tuple[float, ...]]]  # None: no normalisation
+
+
+def _to_tensor(stats: Stats) -> list:
+    return [v2.ToDtype(torch.float32, scale=True)] + ([v2.Normalize(*stats)] if stats else [])
+
+
+def _cifar_transform(train: bool, stats: Stats) -> v2.Compose:
     steps = [v2.ToImage()]
     if train:
         steps += [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(*stats)]
-    return v2.Compose(steps)
+    return v2.Compose(steps + _to_tensor(stats))
 
 
 def _real(name: str, root: Path, expected: str, build: Callable[[], Dataset], num_classes: int) -> Tuple[Dataset, int]:
@@ -76,51 +92,113 @@ def _real(name: str, root: Path, expected: str, build: Callable[[], Dataset], nu
         ) from None
 
 
-def cifar10(root: Path, train: bool):
+class ArrayImages(Dataset):
+    """uint8 (N, H, W, 3) images and their labels, each item a PIL image through ``transform``
+    (what torchvision's SVHN class returns)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable):
+        self.images, self.labels, self.transform = images, labels.astype(np.int64), transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+
+def cifar10(root: Path, train: bool, image_size: int, stats: Stats):
     return _real("CIFAR-10", root, "cifar-10-batches-py/ with data_batch_1..5 and test_batch",
-                 lambda: CifarBatches("cifar10", root, train, _cifar_transform(train, _CIFAR_STATS)), 10)
+                 lambda: CifarBatches("cifar10", root, train, _cifar_transform(train, stats)), 10)
 
 
-def cifar100(root: Path, train: bool):
+def cifar100(root: Path, train: bool, image_size: int, stats: Stats):
     return _real("CIFAR-100", root, "cifar-100-python/ with train and test",
-                 lambda: CifarBatches("cifar100", root, train, _cifar_transform(train, _CIFAR_STATS)), 100)
+                 lambda: CifarBatches("cifar100", root, train, _cifar_transform(train, stats)), 100)
 
 
-def svhn(root: Path, train: bool):
+# SVHN's .mat is read here rather than by torchvision's class, which refuses any file whose MD5
+# differs from the published one (as cifar_files.py does for CIFAR): files written in the same
+# format must load too. A missing or unreadable file still fails, by name.
+def _svhn_mat(path: Path) -> Tuple[np.ndarray, np.ndarray]:
+    from scipy.io import loadmat  # torchvision's own SVHN reader needs scipy too
+
+    mat = loadmat(path)
+    labels = mat["y"].astype(np.int64).reshape(-1)
+    labels[labels == 10] = 0  # SVHN labels the digit 0 as 10
+    return np.ascontiguousarray(mat["X"].transpose(3, 0, 1, 2)), labels  # (32, 32, 3, N) -> (N, 32, 32, 3)
+
+
+def svhn(root: Path, train: bool, image_size: int, stats: Stats):
     split = "train" if train else "test"
+    # no crop or flip, as the authors' SVHN loader (digits are not mirror-symmetric)
     return _real("SVHN", root, f"{split}_32x32.mat",
-                 lambda: tv_datasets.SVHN(root, split=split, download=False, transform=_cifar_transform(False, _CIFAR_STATS)), 10)
+                 lambda: ArrayImages(*_svhn_mat(root / f"{split}_32x32.mat"), _cifar_transform(False, stats)), 10)
 
 
-def fashion_mnist(root: Path, train: bool):
-    transform = v2.Compose([v2.ToImage(), v2.Grayscale(3), v2.Resize(32), v2.ToDtype(torch.float32, scale=True),
-                            v2.Normalize((0.5,) * 3, (0.5,) * 3)])
+def fashion_mnist(root: Path, train: bool, image_size: int, stats: Stats):
+    # native 28×28, no augmentation, as the authors; their conv1 takes 1 channel, ours 3: the gray
+    # channel is repeated (conv1 is not loaded from θ_p either way)
+    transform = v2.Compose([v2.ToImage(), v2.Grayscale(3)] + _to_tensor(stats))
     return _real("Fashion-MNIST", root, "FashionMNIST/raw/ with the four *-ubyte files",
                  lambda: tv_datasets.FashionMNIST(root, train=train, download=False, transform=transform), 10)
 
 
-def visda2017(root: Path, train: bool):
+def _imagenet_style(train: bool, image_size: int, stats: Stats) -> v2.Compose:
+    """RandomResizedCrop + flip for training; Resize(256/224 of the crop) + CenterCrop to evaluate."""
+    if train:
+        steps = [v2.RandomResizedCrop(image_size), v2.RandomHorizontalFlip()]
+    else:
+        steps = [v2.Resize(round(image_size * 256 / 224)), v2.CenterCrop(image_size)]
+    # resized as PIL images, as the authors' (and torchvision's reference) ImageNet pipeline
+    return v2.Compose(steps + [v2.ToImage()] + _to_tensor(stats))
+
+
+def visda2017(root: Path, train: bool, image_size: int, stats: Stats):
     split = "train" if train else "validation"
     folder = root / "visda2017" / split
-    steps = [v2.ToImage(), v2.RandomResizedCrop(224) if train else v2.Resize(256)]
-    steps += [v2.RandomHorizontalFlip()] if train else [v2.CenterCrop(224)]
-    transform = v2.Compose(steps + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(*IMAGENET_STATS)])
     return _real("VisDA2017", root, f"visda2017/{split}/<class>/<image> (an ImageFolder layout, 12 classes)",
-                 lambda: tv_datasets.ImageFolder(folder, transform=transform), 12)
+                 lambda: tv_datasets.ImageFolder(folder, transform=_imagenet_style(train, 224, stats)), 12)
+
+
+def imagenet(root: Path, train: bool, image_size: int, stats: Stats):
+    """ImageNet train/val as ImageFolders (val sorted into class folders); as many classes as
+    folders, which must equal the outputs of θ_p's head (1000 for θ_Img), checked when loaded."""
+    split = "train" if train else "val"
+
+    def build():
+        folder = tv_datasets.ImageFolder(root / "imagenet" / split, transform=_imagenet_style(train, image_size, stats))
+        return folder, len(folder.classes)
+
+    try:
+        return build()
+    except (RuntimeError, FileNotFoundError, OSError) as error:
+        raise DatasetMissingError(
+            f"ImageNet not found under --data-root {root}: expected imagenet/{split}/<wnid>/<image> "
+            f"(ImageFolder layout, val sorted into the same class folders as train; ray_lth never downloads data). "
+            f"Cause: {error}"
+        ) from None
 
 
 EMBEDDED: Dict[str, Callable] = {"shapes": embedded_shapes, "digits": embedded_digits, "gratings": embedded_gratings}
 REAL: Dict[str, Callable] = {
     "cifar10": cifar10, "cifar100": cifar100, "svhn": svhn, "fashion_mnist": fashion_mnist, "visda2017": visda2017,
+    "imagenet": imagenet,
 }
+DATASET_STATS = {"cifar10": CIFAR10_STATS, "cifar100": CIFAR100_STATS, "svhn": SVHN_STATS,
+                 "fashion_mnist": FASHION_MNIST_STATS, "visda2017": IMAGENET_STATS, "imagenet": IMAGENET_STATS}
 
 
-def load_classification_dataset(name: str, train: bool, data_root: Optional[str] = None, image_size: int = 16):
-    """(dataset, num_classes) for ``name``: embedded sets ignore ``data_root``; real ones need it."""
+def load_classification_dataset(name: str, train: bool, data_root: Optional[str] = None, image_size: int = 16,
+                                normalize: str = "dataset"):
+    """(dataset, num_classes) for ``name``: embedded sets ignore ``data_root``; real ones need it
+    and are normalised as ``normalize`` says (NORMALIZATIONS)."""
     if name in EMBEDDED:
         return EMBEDDED[name](train, image_size=image_size)
     if name in REAL:
         if not data_root:
             raise DatasetMissingError(f"task {name!r} reads a local dataset: pass --data-root (nothing is downloaded)")
-        return REAL[name](Path(data_root), train)
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize={normalize!r} is not allowed; choose one of {list(NORMALIZATIONS)}")
+        stats = DATASET_STATS[name] if normalize == "dataset" else None
+        return REAL[name](Path(data_root), train, image_size, stats)
     raise ValueError(f"No such classification dataset: {name!r}; choose one of {sorted(EMBEDDED) + sorted(REAL)}")
