@@ -49,3 +49,28 @@ def test_voc_presets_follow_table_1():
     assert (det.epochs, det.batch_size, det.lr, det.min_lr, det.lr_schedule) == (50, 8, 1e-4, 1e-6, "cosine")
     with pytest.raises(ValueError, match="lr_schedule='linear' is not allowed"):
         TrainHparams(epochs=1, batch_size=1, lr=0.1, lr_schedule="linear")
+
+
+def test_warmup_epochs_equals_the_authors_warmup_then_multisteplr():
+    """The 32-px presets' one-epoch warm-up against the authors' loop: in epochs < warmup their
+    ``warmup_lr`` sets lr0·(epoch·steps + i + 1)/(warmup·steps) before step i, and
+    ``MultiStepLR.step()`` runs after every epoch."""
+    epochs, steps, lr0, milestones = 6, 7, 0.1, [3, 5]
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr0)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, 0.1)
+    reference = []
+    for epoch in range(epochs):
+        for i in range(steps):
+            if epoch < 1:
+                for group in optimizer.param_groups:
+                    group["lr"] = min(lr0, lr0 * (epoch * steps + i + 1) / (1 * steps))
+            reference.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+        scheduler.step()
+    hp = schedule_for("cifar10", epochs=epochs, milestones=tuple(milestones), batch_size=1)
+    assert hp.warmup_epochs == 1 and hp.lr == lr0
+    assert [lr0 * lr_factor(hp, it, steps) for it in range(epochs * steps)] == pytest.approx(reference, rel=1e-12)
+    for name in ("cifar100", "svhn", "fashion_mnist"):
+        assert schedule_for(name).warmup_epochs == 1
+    with pytest.raises(ValueError, match="not both"):
+        TrainHparams(epochs=2, batch_size=1, lr=0.1, warmup_iters=3, warmup_epochs=1)
