@@ -39,6 +39,9 @@ class ImpConfig:
     # which epoch a round reports (selection.py): "last", or the test scores of the epoch with the best
     # validation score on val_images training images held out (None: the task's default size)
     selection: str = "last"
+    # round 0 trains the dense network; False where θ_p *is* that network, trained on this very
+    # task (supervised ImageNet IMP): round 0 evaluates θ_p and prunes it, as main_imp_imagenet.py
+    train_dense: bool = True
     val_images: Optional[int] = None
     mask_file: Optional[str] = None  # a transferred ticket: round 0 trains under this mask, not dense
     mask_label: str = ""  # names that mask in group names, e.g. "m_shapes-r3"
@@ -86,16 +89,20 @@ class ImpConfig:
             raise ValueError(f"rewind_file holds a θ_k% to rewind to: it needs rewind='early', got {self.rewind!r}")
         if self.rewind_file and not Path(self.rewind_file).is_file():
             raise ValueError(f"rewind_file={self.rewind_file!r}: no such file")
+        if not self.train_dense and (not self.weights or self.rewind != "pretrained" or self.mask_file):
+            raise ValueError("train_dense=False evaluates θ_p as the trained dense network: it needs weights=<file>, "
+                             f"rewind='pretrained' and no mask_file (got weights={self.weights!r}, "
+                             f"rewind={self.rewind!r}, mask_file={self.mask_file!r})")
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {self.image_size}")
         object.__setattr__(self, "task_options", check_task_options(self.task, self.task_options))
 
     def _check_validation_split(self) -> None:
         default_size = TASKS.get(self.task).val_images
-        if self.selection == "last":
+        if self.selection != "best_val":
             if self.val_images is not None:
                 raise ValueError(f"val_images={self.val_images} holds out a validation set for selection='best_val'; "
-                                 f"with selection='last' leave val_images unset")
+                                 f"with selection={self.selection!r} leave val_images unset")
             return
         if default_size is None:
             raise ValueError(f"selection='best_val' picks the epoch by a validation set, and task {self.task!r} has "
@@ -125,6 +132,9 @@ class ImpConfig:
         schedule = values.setdefault("schedule", TASKS.get(task).schedule if task in TASKS.names() else "embedded")
         if task in TASKS.names():
             values.setdefault("selection", TASKS.get(task).selection)
+            trained_by_weights = TASKS.get(task).weights_trained_on_it and values.get("weights") \
+                and values.get("rewind", cls.rewind) == "pretrained" and not values.get("mask_file")
+            values.setdefault("train_dense", not trained_by_weights)
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule={schedule!r} is not allowed; choose one of {sorted(SCHEDULES)}")
         return cls(**values, train=schedule_for(schedule, **overrides))

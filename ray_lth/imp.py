@@ -136,9 +136,9 @@ def _fresh_model(config: ImpConfig, num_outputs: int, round_index: int):
 
 def load_theta_p(model, spec, task_name: str, path, weights_format: str) -> str:
     """θ_p into a freshly built model: the backbone always; the head only where the task is the one
-    the weights were trained on (``TaskEntry.head_from_weights``); never the modules the model
+    the weights were trained on (``TaskEntry.weights_trained_on_it``); never the modules the model
     keeps fresh (``ModelSpec.not_from_weights``, the CIFAR stem). Returns the format found."""
-    return load_pretrained(model, path, spec.heads, weights_format, load_heads=TASKS.get(task_name).head_from_weights,
+    return load_pretrained(model, path, spec.heads, weights_format, load_heads=TASKS.get(task_name).weights_trained_on_it,
                            not_from_weights=spec.not_from_weights)
 
 
@@ -203,20 +203,24 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
                 if iteration == capture_at:
                     captured["state"] = capture_state(model, trained_model)
 
-        selection = epoch_selection(config.selection, task, trained_model, device)
-        stats = train_masked(trained_model, task, config.train, mask, device,
-                             round_generator(config.seed, round_index, _DATA), step_hook, masked_module=model,
-                             epoch_hook=selection.after_epoch)
-        if step_hook is not None:
-            rewind_state = captured["state"]
-        metrics = {**selection.round_metrics(), **stats}
+        if round_index == 0 and not config.train_dense:
+            # θ_p is the dense network trained on this very task: score it, prune its magnitudes
+            metrics = {**task.evaluate(trained_model, device), "iterations": 0}
+        else:
+            selection = epoch_selection(config.selection, task, trained_model, device)
+            stats = train_masked(trained_model, task, config.train, mask, device,
+                                 round_generator(config.seed, round_index, _DATA), step_hook, masked_module=model,
+                                 epoch_hook=selection.after_epoch)
+            if step_hook is not None:
+                rewind_state = captured["state"]
+            metrics = {**selection.round_metrics(), **stats}
 
         record = RoundRecord(
             round=round_index,
             sparsity=sparsity(mask),
             metrics=metrics,
             metric=float(metrics[task.metric]),
-            epochs=config.train.epochs * (round_index + 1),
+            epochs=config.train.epochs * (round_index + int(config.train_dense)),
             seconds=time.perf_counter() - started,
             mask_digest=mask_digest(mask)[:16],
         )

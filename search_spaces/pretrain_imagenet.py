@@ -5,7 +5,10 @@ head), ImageNet from --data-root as `imagenet/train/<wnid>/*` and `imagenet/val/
 (ImageFolder; as many class folders as the fc has outputs), RandomResizedCrop 224 + flip to train,
 Resize 256 + CenterCrop 224 to evaluate, ImageNet mean/std; Table 1's ImageNet row (10 epochs a
 round, batch 256, fixed lr 1e-4, momentum 0.9, wd 1e-4) as the authors' main_imp_imagenet.py;
-rewinding to θ_p; 18 rounds (to 98.20 %); every round run. One seed by default (the authors ran
+rewinding to θ_p; 18 rounds (to 98.20 %); every round run. As the authors' code, round 0 does not
+train: θ_p already is the dense network trained on ImageNet, so it is scored (its val top-1 is the
+dense band) and pruned as it is; every later round reports its best epoch on ImageNet's val set
+(`selection=best_test`: their `best_acc1`; the val set is ImageNet's only labelled held-out set). One seed by default (the authors ran
 one; each round is 10 ImageNet epochs): `--set "seed=[0,1,2]"` for three.
 
 The round masks feed the downstream spaces as transferred tickets (m_Img, θ_Img): e.g.

@@ -122,3 +122,34 @@ def test_pretrain_imagenet_space_runs_imp_on_imagenet_from_the_weights(tmp_path)
     configs = resolve_weights(space, str(tmp_path / "r50.pt"), tmp_path).validate()
     assert {(c.model, c.task, c.rewind, c.schedule, c.rounds, c.image_size) for c in configs} == \
         {("resnet50", "imagenet", "pretrained", "imagenet", 18, 224)}
+
+
+def test_round_0_scores_theta_p_untrained_and_prunes_its_magnitudes(tmp_path):
+    """As main_imp_imagenet.py: θ_Img already is the dense network trained on ImageNet, so round 0
+    only validates it, and the first mask is global magnitude pruning of θ_p itself."""
+    from ray_lth.models import get_model_spec, prunable_parameters
+    from ray_lth.pruning import prune
+
+    root = write_image_folder(tmp_path)
+    write_weights(tmp_path / "theta_p.pt", "resnet8", 3)
+    values = {"model": "resnet8", "task": "imagenet", "weights": str(tmp_path / "theta_p.pt"), "data_root": str(root),
+              "image_size": 16, "rounds": 1, "epochs": 2, "batch_size": 8, "lr": 0.05, "device": "cpu"}
+    config = ImpConfig.from_dict(values)
+    assert (config.train_dense, config.selection) == (False, "best_test")
+    round_0, round_1 = list(run_trajectory(config))
+    assert round_0.record.epochs == 0 and round_0.record.metrics["iterations"] == 0
+    # independent reference: θ_p scored by the task, and torch-free global magnitude pruning of θ_p
+    model = build_model("resnet8", 3)
+    model.load_state_dict(torch.load(tmp_path / "theta_p.pt"))
+    task = build_task("imagenet", str(root), 16)
+    assert round_0.record.metric == task.evaluate(model, torch.device("cpu"))["top1"]
+    weights = {k: p.detach() for k, p in prunable_parameters(model, get_model_spec("resnet8").never_pruned).items()}
+    everything = torch.cat([w.abs().flatten() for w in weights.values()])
+    threshold = everything.sort().values[round(0.2 * everything.numel()) - 1]
+    for name, keep in round_0.state.mask.items():
+        assert torch.equal(keep, weights[name].abs() > threshold), name
+    assert round_1.record.epochs == 2 and 1 <= round_1.record.metrics["best_epoch"] <= 2
+    # training from scratch (no θ_p) trains its dense round, and best_test needs no validation split
+    assert ImpConfig.from_dict({**values, "weights": None, "rewind": "init"}).train_dense
+    with pytest.raises(ValueError, match="train_dense=False"):
+        ImpConfig.from_dict({**values, "weights": None, "rewind": "init", "train_dense": False})

@@ -30,8 +30,9 @@ class TaskEntry:
     selection: str = "last"  # the epoch whose scores a round reports, unless the config says (see selection.py)
     val_images: Optional[int] = None  # default size of the held-out validation set; None: the task has none
     # the task θ_p was trained on (supervised ImageNet for θ_Img): the file's head is this task's
-    # own head γ_p and is loaded with the backbone; every other task gets a new head
-    head_from_weights: bool = False
+    # own head γ_p and is loaded with the backbone (every other task gets a new head), and θ_p is
+    # already the trained dense network, so round 0 evaluates it instead of training it again
+    weights_trained_on_it: bool = False
 
 
 TASKS: Registry[TaskEntry] = Registry("task")
@@ -39,9 +40,9 @@ TASKS: Registry[TaskEntry] = Registry("task")
 
 def register_task(name: str, builder: Callable[..., Any], options: Optional[Dict[str, Any]] = None,
                   schedule: str = "embedded", check: Optional[Callable[[Dict[str, Any]], None]] = None,
-                  selection: str = "last", val_images: Optional[int] = None, head_from_weights: bool = False) -> None:
+                  selection: str = "last", val_images: Optional[int] = None, weights_trained_on_it: bool = False) -> None:
     TASKS.register(name)(TaskEntry(name, builder, dict(options or {}), schedule, check, selection, val_images,
-                                   head_from_weights))
+                                   weights_trained_on_it))
 
 
 def task_options(name: str) -> Dict[str, Any]:
@@ -88,7 +89,7 @@ def load_pretrained_heads(task, trained_model, spec, path, weights_format: str, 
     which are new."""
     loader = getattr(task, "load_pretrained_heads", None)
     loaded = loader(trained_model, path, weights_format, found) if loader is not None else []
-    if TASKS.get(task.name).head_from_weights:  # loaded with the backbone (weights.load_pretrained)
+    if TASKS.get(task.name).weights_trained_on_it:  # loaded with the backbone (weights.load_pretrained)
         loaded = list(spec.heads) + loaded
     new = [head for head in getattr(task, "heads", spec.heads) if head not in loaded]
     return (f"ray_lth: θ_p from {path} ({found} format), task {task.name}: heads from the file: "
@@ -117,10 +118,10 @@ for _name in sorted(set(REAL) - {"imagenet"}):
     register_task(_name, _classification, options={"normalize": "dataset"}, check=_check_normalize,
                   selection="best_val" if _name in _BEST_VAL_BY_DEFAULT else "last", val_images=VAL_IMAGES[_name])
 # supervised ImageNet classification is θ_Img's own pre-training task (m_Img, Figure 2): its head
-# is the file's fc, and it trains with Table 1's ImageNet row. No validation split is held out
-# (ImageNet's val is the test set), so a round reports its last epoch
+# is the file's fc, round 0 scores θ_p untrained, and rounds train with Table 1's ImageNet row and
+# report their best epoch on ImageNet's val set (its only labelled held-out set), as main_imp_imagenet.py
 register_task("imagenet", _classification, options={"normalize": "dataset"}, check=_check_normalize,
-              schedule="imagenet", head_from_weights=True)
+              schedule="imagenet", selection="best_test", weights_trained_on_it=True)
 
 from . import ssl  # noqa: E402,F401  (registers the simclr and moco tasks)
 
