@@ -23,7 +23,7 @@ from .masks import Mask, check_compatible, load_mask, mask_digest, ones_mask, sa
 from .models import build_model, get_model_spec, prunable_parameters
 from .perturbation import perturb_mask
 from .pruning import prune
-from .rewind import apply_mask, capture_state, check_state_keys, early_rewind_iteration, restore_state
+from .rewind import apply_mask, capture_state, check_state_keys, early_rewind_iteration, restore_state, state_digest
 from .selection import epoch_selection
 from .tasks import TASKS, build_task, load_pretrained_heads, wrap_for_training
 from .train import train_masked
@@ -43,6 +43,8 @@ class RoundRecord:
     epochs: int  # epochs spent by the trajectory so far, this round included
     seconds: float  # wall time of this round's training and evaluation
     mask_digest: str
+    # SHA-256 of the whole model (backbone + heads, rewind_state's key layout) as the round started
+    start_digest: str = ""
 
 
 @dataclass
@@ -189,6 +191,7 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
             # every round restarts from the whole model at the rewind point (Algorithm 1's
             # (θ_p, γ_p)); round 0 from θ_p or θ_0, held as the rewind state until θ_k% replaces it
             restore_state(model, state.rewind_state, mask, trained_model)
+        start_digest = state_digest(capture_state(model, trained_model))
         prepare_model(trained_model, device)
 
         rewind_state = state.rewind_state
@@ -223,6 +226,7 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
             epochs=config.train.epochs * (round_index + int(config.train_dense)),
             seconds=time.perf_counter() - started,
             mask_digest=mask_digest(mask)[:16],
+            start_digest=start_digest,
         )
         records.append(record)
         trained = {name: p.detach() for name, p in prunable_parameters(model, spec.never_pruned).items()}

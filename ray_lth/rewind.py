@@ -14,6 +14,7 @@ the backbone's (projection head, MoCo's key encoder and queue, detector and segm
 A classification model is its own wrapper, so its state is the backbone's alone.
 """
 
+import hashlib
 import math
 from typing import Dict, Mapping, Optional
 
@@ -94,6 +95,17 @@ def apply_mask(model: nn.Module, mask: Mapping[str, torch.Tensor], wrapper: Opti
     mask_copies = getattr(wrapper, "apply_backbone_mask", None)
     if mask_copies is not None:
         mask_copies(mask)
+
+
+def state_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over every entry's name, dtype, shape and bytes: names the exact weights a round
+    started from, so a run's record proves that each round restarted where it should."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        h.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return h.hexdigest()
 
 
 def early_rewind_iteration(total_iterations: int, fraction: float) -> int:

@@ -1,0 +1,126 @@
+"""The paper's spaces end to end at toy size, through the real file formats (issue 12's dry run).
+
+`launchers/sweep.py --space paper_cifar | pretrain_imagenet | pretrain_moco` runs on the CPU with
+a torchvision-format ResNet-50 θ_p, a MoCo v2 checkpoint, CIFAR-10 as `cifar-10-batches-py/`
+pickles and ImageNet as an ImageFolder of JPEGs, all written here. Checked from what the sweep
+leaves on disk: results.csv, every round's mask, the report, the keys of θ_p loaded and skipped
+(the trials' log), the CIFAR stem, each round's start state (its recorded SHA-256 against θ_p's
+rewind state under that round's mask: the heads are restored bit-exact every round), and the
+best-validation / best-test selection."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from paper_files import write_cifar10, write_imagenet_folder, write_moco_v2_checkpoint, write_torchvision_resnet50
+from ray_lth.masks import load_mask
+from ray_lth.models import build_model
+from ray_lth.rewind import state_digest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def paper_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("paper")
+    theta_p = write_torchvision_resnet50(root / "resnet50-theta_img.pth")
+    write_moco_v2_checkpoint(root / "moco_v2_800ep_pretrain.pth.tar", queue_size=4096)
+    write_cifar10(root / "data", n_train=60, n_test=40)
+    write_imagenet_folder(root / "data", classes=1000, train_per_class=1, val_per_class=1, size=36)
+    return root, theta_p
+
+
+def _sweep(address, storage, space, *args, timeout=900):
+    command = [sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", address, "--storage", str(storage),
+               "--space", space, "--gpus-per-trial", "0", "--cpus-per-trial", "1", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return done.stdout + done.stderr
+
+
+def _rows(experiment):
+    with open(experiment / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _trajectories(experiment):
+    folders = sorted(p / "trajectory" for p in experiment.iterdir() if (p / "trajectory" / "trajectory.json").is_file())
+    return [(folder, json.loads((folder / "trajectory.json").read_text())["records"]) for folder in folders]
+
+
+def _check_every_round_started_from_the_rewind_state(folder, records):
+    """Round k's recorded start digest = the rewind state (θ_p and γ) under round k's mask."""
+    rewind = torch.load(folder / "rewind_state.pt", weights_only=True)
+    for record in records:
+        mask = load_mask(folder / f"mask_round_{record['round']:02d}.rlthmask")
+        expected = {k: (v * mask[k].to(v.dtype) if k in mask else v) for k, v in rewind.items()}
+        assert record["start_digest"] == state_digest(expected), f"round {record['round']} of {folder}"
+    return rewind
+
+
+def test_paper_cifar_runs_resnet50_cifar_from_a_torchvision_file_on_cifar10_pickles(ray_cluster, paper_files, tmp_path):
+    files, theta_p = paper_files
+    log = _sweep(ray_cluster, tmp_path, "paper_cifar", "--weights", str(files / "resnet50-theta_img.pth"),
+                 "--data-root", str(files / "data"), "--set", "epochs=1", "--set", "rounds=2",
+                 "--set", "seed=[0,1]", "--set", "val_images=20", "--set", "batch_size=20")
+    experiment = tmp_path / "paper_cifar"
+    rows = _rows(experiment)
+    assert sorted((int(r["seed"]), int(r["round"])) for r in rows) == [(s, k) for s in (0, 1) for k in range(3)]
+    assert (experiment / "report").is_dir() and list((experiment / "report").glob("*.png"))
+    # θ_p: every key but conv1 (the CIFAR stem, fresh) and fc (a new 10-way head), said so in the log
+    assert "not loaded: conv1.weight (conv1: CIFAR stem" in log and "fc.weight, fc.bias (fc: task head" in log
+    trajectories = _trajectories(experiment)
+    assert len(trajectories) == 2
+    for folder, records in trajectories:
+        assert len(list(folder.glob("mask_round_*.rlthmask"))) == 4  # rounds 0..2 and the next round's
+        rewind = _check_every_round_started_from_the_rewind_state(folder, records)
+        loaded = [k for k in theta_p if not k.startswith(("conv1.", "fc."))]
+        assert all(torch.equal(rewind[k], theta_p[k]) for k in loaded)
+        assert rewind["conv1.weight"].shape == (64, 3, 3, 3) and rewind["fc.weight"].shape == (10, 2048)
+        for record in records:  # best-validation selection (one epoch a round here: epoch 1)
+            assert record["metrics"]["best_epoch"] == 1 and "val_top1" in record["metrics"]
+    # the network the space names: 3x3/1 stem, no max-pool, layer4 4x4 at 32 px
+    model = build_model("resnet50_cifar", 10)
+    assert (model.conv1.kernel_size, model.conv1.stride) == ((3, 3), (1, 1))
+    assert isinstance(model.maxpool, torch.nn.Identity)
+    features = {}
+    model.layer4.register_forward_hook(lambda module, inputs, output: features.update(layer4=output))
+    model.eval()(torch.zeros(1, 3, 32, 32))
+    assert features["layer4"].shape[-2:] == (4, 4)
+
+
+def test_pretrain_imagenet_scores_theta_p_then_runs_imp_with_its_fc(ray_cluster, paper_files, tmp_path):
+    files, theta_p = paper_files
+    log = _sweep(ray_cluster, tmp_path, "pretrain_imagenet", "--weights", str(files / "resnet50-theta_img.pth"),
+                 "--data-root", str(files / "data"), "--set", "epochs=1", "--set", "rounds=2",
+                 "--set", "image_size=32", "--set", "batch_size=250", "--set", "num_workers=0")
+    assert "heads from the file: fc" in log
+    (folder, records), = _trajectories(tmp_path / "pretrain_imagenet")
+    rewind = _check_every_round_started_from_the_rewind_state(folder, records)
+    assert all(torch.equal(rewind[k], theta_p[k]) for k in theta_p)  # the whole file, fc included
+    assert [r["epochs"] for r in records] == [0, 1, 2]  # round 0 scores θ_p without training it
+    assert all(r["metrics"]["best_epoch"] == 1 for r in records[1:])
+
+
+def test_pretrain_moco_loads_the_checkpoints_mlp_as_its_projection_head(ray_cluster, paper_files, tmp_path):
+    files, _ = paper_files
+    checkpoint = torch.load(files / "moco_v2_800ep_pretrain.pth.tar", weights_only=True)["state_dict"]
+    log = _sweep(ray_cluster, tmp_path, "pretrain_moco", "--weights", str(files / "moco_v2_800ep_pretrain.pth.tar"),
+                 "--data-root", str(files / "data"), "--set", "model=resnet50", "--set", "dataset=imagenet",
+                 "--set", "image_size=32", "--set", "epochs=1", "--set", "rounds=2", "--set", "seed=[0,1]",
+                 "--set", "train_images=64", "--set", "eval_images=64", "--set", "queue_size=256",
+                 "--set", "batch_size=32")
+    assert "heads from the file: projection head" in log
+    rows = _rows(tmp_path / "pretrain_moco")
+    assert sorted((int(r["seed"]), int(r["round"])) for r in rows) == [(s, k) for s in (0, 1) for k in range(3)]
+    for folder, records in _trajectories(tmp_path / "pretrain_moco"):
+        assert len({r["start_digest"] for r in records}) == 3  # each round its own mask, from one rewind state
+        rewind = torch.load(folder / "rewind_state.pt", weights_only=True)
+        head = {k: v for k, v in rewind.items() if k.startswith("wrapper.") and k.endswith(("0.weight", "2.weight"))}
+        file_head = [checkpoint["module.encoder_q.fc.0.weight"], checkpoint["module.encoder_q.fc.2.weight"]]
+        assert sum(any(torch.equal(v, w) for w in file_head) for v in head.values()) >= 2, sorted(head)
