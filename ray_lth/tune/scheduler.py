@@ -67,9 +67,12 @@ class MatchingScheduler(FIFOScheduler):
         return super().choose_trial_to_run(tune_controller)
 
     def _group_mate_waits_behind(self, tune_controller, group: str, trial, round_index: int) -> bool:
-        return any(other is not trial and other.status in (Trial.PENDING, Trial.PAUSED) and self._group(other) == group
-                   and round_index - self._last_round(other) >= MAX_LEAD
-                   for other in tune_controller.get_trials())
+        """A group-mate waits for a core ``MAX_LEAD`` rounds or more behind ``trial``, and no other
+        seed has yielded its core to it yet (two leaders yielding to one waiter would only swap)."""
+        waiting = [other for other in tune_controller.get_trials() if other is not trial
+                   and other.status in (Trial.PENDING, Trial.PAUSED) and self._group(other) == group]
+        behind = [other for other in waiting if round_index - self._last_round(other) >= MAX_LEAD]
+        return len(behind) > len(waiting) - len(behind)
 
     def _stop_waiting_group_mates(self, tune_controller, group: str, trial, stop_round: int) -> None:
         """A paused or waiting seed of a stopped group would only restart to be stopped: end it now
