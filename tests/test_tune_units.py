@@ -137,6 +137,19 @@ def test_a_seed_running_ahead_yields_its_core_to_a_waiting_group_mate_behind_it(
     assert _report(unpaused, controller, c, [(k, 0.9) for k in range(MAX_LEAD + 3)]) == [TrialScheduler.CONTINUE] * (MAX_LEAD + 3)
 
 
+def test_two_seeds_ahead_of_one_waiting_seed_do_not_both_yield():
+    rounds = 2 * MAX_LEAD + 1
+    trials = [FakeTrial("a", 0, rounds=rounds), FakeTrial("b", 1, rounds=rounds),
+              FakeTrial("c", 2, status=Trial.PENDING, rounds=rounds)]
+    controller = FakeController(trials)
+    scheduler = MatchingScheduler(MatchingTracker(seeds_per_group=3))
+    a, b, _ = trials
+    _report(scheduler, controller, a, [(k, 0.9) for k in range(MAX_LEAD - 1)])
+    assert _report(scheduler, controller, b, [(k, 0.9) for k in range(MAX_LEAD)])[-1] == TrialScheduler.PAUSE
+    b.status = Trial.PAUSED  # c gets b's core; a yielding too would only swap places with b
+    assert _report(scheduler, controller, a, [(MAX_LEAD - 1, 0.9)]) == [TrialScheduler.CONTINUE]
+
+
 def _footnote7(curves):
     """Straight from the full curves (seeds x rounds): threshold = mean - sample std of the seeds'
     round-0 metrics; per round, whether the seed-mean is at or above it; the largest such sparsity."""

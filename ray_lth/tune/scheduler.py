@@ -8,17 +8,18 @@ once, a running one when it next reports. Stopped trials still show TERMINATED i
 scheduler keeps its own record of those it ended before their last round.
 
 Seeds that run ahead of their group's verdict go on (the verdict stops them when it arrives),
-except when a seed of the same group is waiting for a core: then a seed that is ``MAX_LEAD``
-rounds ahead of it yields its core (PAUSE: Tune keeps its last round's checkpoint, and it resumes
-from there). Without that, three seeds on two cores run as two, then one alone — a core idle for
-a third of the sweep, and no verdict until the last seed catches up. The resume order is the
-waiting trial furthest behind, of a group already started, first.
+except when a seed of the same group waits for a core: then one seed that is ``MAX_LEAD`` rounds
+ahead of it yields its core (PAUSE: Tune keeps its last round's checkpoint, and it resumes from
+there). Without that, three seeds on two cores run as two, then one alone — a core idle for the
+second half, and no verdict until the last seed catches up. Waiting trials resume furthest
+behind first, those of a group already started before new groups.
 
-Why 3 rounds: each pause costs a restart (a new worker, imports, data, θ_p) of about one round
-of the default sweep, and the pauses needed fall as 1/lead while the rounds run past a stop grow
-with the lead; a lead of 3 kept a simulated 3-seed, 2-core sweep above 0.89 utilisation with a
-restart as long as a round, and ran ~2.5 rounds past a stop, against 0.75 and all rounds with no
-pausing (numbers in the tests' docstring and the closing note).
+Why 3 rounds, measured on the default sweep (3 seeds, 2 cores, Ray 2.60): a pause costs a
+restart (new worker, imports, data, θ_p) of 15-25 s against 20-27 s a round, i.e. ~0.8 round.
+With that cost a simulated sweep of 19 rounds keeps 0.79 of the cores busy with a lead of 1
+(a pause every round), 0.88 with 2, 0.91 with 3, 0.93 with 8 and 0.75 with no pausing; a stop at
+round 8 wastes 0.4, 2.2, 2.4, 7.7 and 20 rounds run past it. The real sweep with a lead of 3
+kept 0.87-0.89 of both cores busy (six pauses; a machine shared with other jobs).
 """
 
 from typing import Dict, Optional
@@ -67,9 +68,12 @@ class MatchingScheduler(FIFOScheduler):
         return super().choose_trial_to_run(tune_controller)
 
     def _group_mate_waits_behind(self, tune_controller, group: str, trial, round_index: int) -> bool:
-        return any(other is not trial and other.status in (Trial.PENDING, Trial.PAUSED) and self._group(other) == group
-                   and round_index - self._last_round(other) >= MAX_LEAD
-                   for other in tune_controller.get_trials())
+        """A group-mate waits for a core ``MAX_LEAD`` rounds or more behind ``trial``, and no other
+        seed has yielded its core to it yet (two leaders yielding to one waiter would only swap)."""
+        waiting = [other for other in tune_controller.get_trials() if other is not trial
+                   and other.status in (Trial.PENDING, Trial.PAUSED) and self._group(other) == group]
+        behind = [other for other in waiting if round_index - self._last_round(other) >= MAX_LEAD]
+        return len(behind) > len(waiting) - len(behind)
 
     def _stop_waiting_group_mates(self, tune_controller, group: str, trial, stop_round: int) -> None:
         """A paused or waiting seed of a stopped group would only restart to be stopped: end it now
