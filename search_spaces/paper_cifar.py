@@ -3,8 +3,9 @@
 initialised, every other backbone weight from --weights: θ_Img, θ_sim or θ_MoCo), CIFAR-10 from
 --data-root, Table 1's schedule (182 epochs, ×0.1 at 91 and 136), rewinding to θ_p, 18 rounds
 (to 98.20 % sparsity), 3 seeds, one GPU per trial. Each round reports the test accuracy of its
-best-validation epoch, validation = 5,000 of the 50,000 training images (a fixed draw, the same
-for every seed and round), training on the other 45,000, as the authors do.
+best-validation epoch, validation = the last 5,000 of the 50,000 training images (the same for
+every seed and round), training on the other 45,000, as the authors do; lr warmed up linearly
+over the first epoch, as their --warmup 1.
 `--set task=cifar100|svhn|fashion_mnist` with the same-named schedule for the other 32-px tasks;
 `--set normalize=none` for a converted simCLR checkpoint that expects [0, 1] inputs. A
 transferred ticket (e.g. m_Img from pretrain_imagenet): `--set rounds=0 --set
