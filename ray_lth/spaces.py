@@ -114,7 +114,7 @@ def resolve_weights(space, weights: Optional[str], cache_dir: Path):
     """Fill in the ``weights`` field: the user's file, or the embedded θ_p (pre-trained once)."""
     if weights:
         return space.with_overrides({"weights": str(Path(weights).resolve())})
-    if space.weights == "required":
+    if space.weights == "required" and space.fixed.get("rewind") != "init":  # θ_0 runs need no θ_p
         raise ValueError(f"this space needs pre-trained weights: pass --weights FILE ({space.description})")
     if space.weights == "embedded":
         from .pretrain import embedded_weights

@@ -78,3 +78,16 @@ def test_paper_cifar_runs_the_cifar_network():
     space = load_space("paper_cifar")
     assert space.model == "resnet50_cifar"
     assert space.fixed["image_size"] == 32
+
+
+def test_paper_cifar_from_the_random_init_needs_no_weights_file():
+    """(m_T, θ_0) of Figure 3: `--space paper_cifar --set rewind=init` runs without --weights."""
+    from pathlib import Path
+
+    from ray_lth.spaces import load_space, resolve_weights
+
+    space = load_space("paper_cifar")
+    with pytest.raises(ValueError, match="needs pre-trained weights"):
+        resolve_weights(space, None, Path("unused"))
+    from_init = resolve_weights(space.with_overrides({"rewind": "init"}), None, Path("unused"))
+    assert [c.rewind for c in from_init.validate()] == ["init"] * 3 and "weights" not in from_init.fixed
