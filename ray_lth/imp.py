@@ -7,12 +7,13 @@ checkpoint for the sweep). Every random draw of round k comes from a generator s
 (seed, k), so a resumed trajectory reproduces the uninterrupted one without storing RNG state.
 """
 
+import functools
 import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import torch
 
@@ -132,8 +133,11 @@ def _fresh_model(config: ImpConfig, num_outputs: int, round_index: int):
     return spec, build_model(config.model, num_outputs)
 
 
-def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, task=None) -> Iterator[RoundResult]:
+def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, task=None,
+                   progress: Optional[Callable[..., None]] = None) -> Iterator[RoundResult]:
     """Run rounds ``state.next_round``..``config.rounds`` (all of them when ``state`` is None).
+
+    ``progress(round, epochs_done, epochs, epoch_loss, seconds)`` runs after every epoch.
 
     With ``config.mask_file`` round 0 fine-tunes a transferred ticket under that fixed mask
     (``rounds=0`` for a transfer trial: no further pruning)."""
@@ -187,7 +191,8 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
                     captured["state"] = capture_state(model)
 
         stats = train_masked(trained_model, task, config.train, mask, device,
-                             round_generator(config.seed, round_index, _DATA), step_hook, masked_module=model)
+                             round_generator(config.seed, round_index, _DATA), step_hook, masked_module=model,
+                             progress=None if progress is None else functools.partial(progress, round_index))
         if step_hook is not None:
             rewind_state = captured["state"]
         metrics = {**task.evaluate(trained_model, device), **stats}

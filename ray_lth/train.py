@@ -9,6 +9,7 @@ after each step, with one fused op instead of two.
 """
 
 import math
+import time
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
@@ -151,6 +152,10 @@ def is_dense(mask: Mapping[str, torch.Tensor]) -> bool:
     return all(bool(m.all()) for m in mask.values())
 
 
+# (epochs done, epochs, mean training loss of the last epoch, seconds since training started)
+EpochProgress = Callable[[int, int, float, float], None]
+
+
 class TrainingDivergedError(RuntimeError):
     pass
 
@@ -164,12 +169,15 @@ def train_masked(
     generator: torch.Generator,
     step_hook: Optional[Callable[[int], None]] = None,
     masked_module: Optional[nn.Module] = None,
+    progress: Optional["EpochProgress"] = None,
 ) -> Dict[str, float]:
     """Train ``model`` in place on ``task`` with the pruned weights held at zero.
 
     ``step_hook(iteration)`` runs after every optimizer step (IMP uses it to capture θ_k%).
     ``masked_module`` is the module whose parameter names the mask uses, when ``model`` wraps it
     (a detector around a pruned backbone); by default ``model`` itself.
+    ``progress(epochs_done, epochs, epoch_loss, seconds)`` runs after every epoch (a sign of life
+    in long rounds; the caller decides how often to show it).
     """
     masked = None if is_dense(mask) else MaskedParameters(masked_module or model, mask)
     if masked is not None:
@@ -180,6 +188,7 @@ def train_masked(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(hparams, it, per_epoch))
     iteration = 0
     epoch_loss = float("nan")
+    started = time.perf_counter()
     for epoch in range(hparams.epochs):
         model.train()
         loss_sum, batches = torch.zeros((), device=device), 0
@@ -200,4 +209,6 @@ def train_masked(
         epoch_loss = loss_sum.item() / max(batches, 1)  # one sync per epoch, not per step
         if not math.isfinite(epoch_loss):
             raise TrainingDivergedError(f"training loss became {epoch_loss} in epoch {epoch}; lower the lr")
+        if progress is not None:
+            progress(epoch + 1, hparams.epochs, epoch_loss, time.perf_counter() - started)
     return {"train_loss": epoch_loss, "iterations": iteration}

@@ -3,13 +3,16 @@
 Rows are keyed by (trial name, round) — names are unique per configuration, and stable when a
 restored sweep re-creates a trial under a new id — so a round re-run after a restart replaces its
 row instead of duplicating it, and a resumed sweep starts from the rows already on disk. The ``matching``
-column is filled from the MatchingTracker once the group's dense band is known.
+column is filled from the MatchingTracker once the group's dense band is known. The fields that
+tell the groups apart (e.g. ``pruning``: global or random) follow ``group`` in every row, so a
+reader or a script can tell the arms apart without parsing trial names.
 """
 
 import csv
+import json
 import os
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from ray.tune import Callback
 
@@ -17,6 +20,17 @@ from ..matching import MatchingTracker
 
 COLUMNS = ["trial_id", "trial_name", "group", "seed", "round", "sparsity", "nominal_sparsity", "metric",
            "matching", "epochs", "round_seconds", "bookkeeping_seconds"]
+
+
+def results_columns(group_fields: Sequence[str] = ()) -> List[str]:
+    """COLUMNS with the group-distinguishing fields after ``group``."""
+    at = COLUMNS.index("group") + 1
+    return COLUMNS[:at] + [f for f in group_fields if f not in COLUMNS] + COLUMNS[at:]
+
+
+def field_value(value) -> str:
+    """A config value as one CSV cell: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def read_results(path: Path) -> Dict[Tuple[str, int], dict]:
@@ -32,9 +46,11 @@ def feed_tracker(tracker: MatchingTracker, rows) -> None:
 
 
 class ResultsCallback(Callback):
-    def __init__(self, path, tracker: MatchingTracker):
+    def __init__(self, path, tracker: MatchingTracker, group_fields: Sequence[str] = ()):
         self.path = Path(path)
         self.tracker = tracker
+        self.group_fields = [f for f in group_fields if f not in COLUMNS]
+        self.columns = results_columns(self.group_fields)
         self.rows: Dict[Tuple[str, int], dict] = {}
 
     def setup(self, **info) -> None:
@@ -48,7 +64,8 @@ class ResultsCallback(Callback):
                           "seed": result["seed"], "round": int(result["round"]), "sparsity": result["sparsity"],
                           "nominal_sparsity": result["nominal_sparsity"], "metric": result["metric"],
                           "epochs": result["epochs"], "round_seconds": result["round_seconds"],
-                          "bookkeeping_seconds": result["bookkeeping_seconds"]}
+                          "bookkeeping_seconds": result["bookkeeping_seconds"],
+                          **{f: field_value(trial.config.get(f, "")) for f in self.group_fields}}
         verdict = self.tracker.verdict(result["group"], str(trial), int(result["round"]))
         result["matching"] = "?" if verdict is None else ("yes" if verdict else "no")  # shown in the progress table
         self._write()
@@ -60,7 +77,7 @@ class ResultsCallback(Callback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer = csv.DictWriter(f, fieldnames=self.columns)
             writer.writeheader()
             for (_, round_index), row in sorted(self.rows.items(), key=lambda kv: (kv[1]["group"], kv[0])):
                 verdict = self.tracker.verdict(row["group"], row["trial_name"], round_index)
