@@ -181,7 +181,8 @@ def print_summary(outcome) -> None:
     if t:
         utilisation = "n/a" if t["core_utilisation"] is None else f"{t['core_utilisation']:.2f}"
         print(f"wall time {_minutes(t['total_wall_s'])} (tuning {_minutes(t['tuning_wall_s'])}); core utilisation "
-              f"{utilisation} = {t['round_seconds']:.0f} s of rounds ÷ ({t['cores']:g} cores × {t['tuning_wall_s']:.0f} s)")
+              f"{utilisation} = {t['round_seconds']:.0f} s of rounds ÷ ({t['cores']:g} cores × "
+              f"{t['tuning_wall_s']:.0f} s)")
 
 
 def _minutes(seconds: float) -> str:

@@ -52,7 +52,8 @@ def test_default_task_has_a_test_set_where_one_image_is_at_most_a_tenth_of_a_poi
     task = build_task(config.task, image_size=config.image_size)
     assert len(task.test_set) >= 1000 and 100 / len(task.test_set) <= 0.1
     train_images = task.train_set.tensors[0]
-    assert not any(bool((train_images[:200] == image).all(dim=(1, 2, 3)).any()) for image in task.test_set.tensors[0][:50])
+    test_images = task.test_set.tensors[0][:50]
+    assert not any(bool((train_images[:200] == image).all(dim=(1, 2, 3)).any()) for image in test_images)
 
 
 class FakeTrial:
@@ -151,10 +152,12 @@ def test_epoch_progress_is_quiet_in_short_rounds_and_at_most_once_per_interval()
     assert lines[0] == "trial round 1: epoch 4/20, loss 0.2500, ETA of the round 48 s"
 
 
-def test_reduced_default_run_reports_every_round_of_both_arms_with_a_readable_console(ray_cluster, tmp_path):
+def test_reduced_default_run_reports_every_round_of_both_arms_with_a_readable_console(ray_cluster, resnet8_weights,
+                                                                                       tmp_path):
     """The default space's shape (two arms, seeds) at reduced size, through README command 1's launcher."""
     command = [sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", ray_cluster, "--storage",
-               str(tmp_path), "--set", "task=digits", "--set", "rounds=2", "--set", "epochs=1",
+               str(tmp_path), "--weights", str(resnet8_weights), "--set", "model=resnet8", "--set", "task=digits",
+               "--set", "rounds=2", "--set", "epochs=1",
                "--set", "batch_size=256", "--set", "seed=[0, 1]", "--set", "device=cpu", "--patience", "100"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     output = result.stdout + result.stderr

@@ -152,7 +152,7 @@ def format_status(trials: List, tracker: MatchingTracker, fields: Sequence[str],
         has_round = "round" in last
         verdict = tracker.verdict(last["group"], str(trial), int(last["round"])) if has_round else None
         rows.append([trial_label(trial.config, fields), status_word(trial),
-                     f"{last['round']}/{trial.config.get('rounds')}" if has_round else f"-/{trial.config.get('rounds')}",
+                     f"{last['round'] if has_round else '-'}/{trial.config.get('rounds')}",
                      pct(last.get("sparsity")), pct(last.get("metric")),
                      "" if verdict is None or not last.get("round") else ("within band" if verdict else "below band")])
     counts: Dict[str, int] = {}
@@ -180,7 +180,8 @@ def arms_sentence(summary: List[dict]) -> Optional[str]:
     parts = []
     for index, (method, s) in enumerate(sorted(by_method.items(), key=lambda kv: kv[0] != "global")):
         best = s["max_matching_sparsity"]
-        end = " (every round matched: the boundary lies beyond)" if best is not None and best == s.get("max_sparsity_run") else ""
+        beyond = best is not None and best == s.get("max_sparsity_run")
+        end = " (every round matched: the boundary lies beyond)" if beyond else ""
         verb = "match up to" if index == 0 else "up to"
         parts.append(f"{ARM_NAMES.get(method, method)} {verb} {pct(best)} %{end}")
     return (", ".join(parts) + " sparsity (the largest sparsity whose seed-mean stays within the dense band, "
