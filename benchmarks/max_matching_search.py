@@ -34,6 +34,7 @@ from ray_lth.config import ImpConfig  # noqa: E402
 from ray_lth.imp import MASK_FILE, run_trajectory  # noqa: E402
 from ray_lth.matching import dense_band  # noqa: E402
 from ray_lth.pretrain import embedded_weights  # noqa: E402
+from ray_lth.spaces import load_space  # noqa: E402
 from ray_lth.tasks import build_task  # noqa: E402
 
 
@@ -41,15 +42,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--levels", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--task", default="camo_shapes", help="downstream task (default: the quick space's)")
-    parser.add_argument("--model", default="resnet8")
-    parser.add_argument("--epochs", type=int, default=4)
+    default = load_space("quick").fixed  # the embedded default's task, model and epochs per round
+    parser.add_argument("--task", default=default["task"], help="downstream task")
+    parser.add_argument("--model", default=default["model"])
+    parser.add_argument("--epochs", type=int, default=default["epochs"])
     parser.add_argument("--lr", type=float, help="fine-tuning lr (default: the embedded schedule's)")
     parser.add_argument("--probe-orders", type=int, default=1, help="searches, each probing with another seed first")
     parser.add_argument("--probe-seeds", type=int, default=1, help="seeds per bisection probe")
     parser.add_argument("--save-table", help="write the exhaustive (level, seed) -> metric table as JSON")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # as a trial on one CPU
     work = Path(tempfile.mkdtemp(prefix="rlth-bench-"))
     weights = str(embedded_weights(args.model, work / "cache"))
     base = dict(model=args.model, weights=weights, rewind="pretrained", device="cpu")
