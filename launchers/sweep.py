@@ -15,6 +15,7 @@ Writes results.csv, summary.csv, timing.json, report/ and TensorBoard logs under
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 import time
@@ -115,10 +116,15 @@ def _init_ray(ray, args) -> None:
         from ray_lth.tune.console import quiet_ray_loggers
 
         quiet_ray_loggers()  # before ray.init: it warns about token authentication
+    # no "Started a local Ray instance"; workers quiet from their start (Tune logs before the trainable runs)
+    quiet = {} if args.verbose else {"logging_level": logging.WARNING, "runtime_env": {
+        "worker_process_setup_hook": "ray_lth.tune.console.quiet_ray_worker"}}
     if args.address:
-        ray.init(address=args.address)
+        ray.init(address=args.address, **quiet)
     else:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, dashboard_host="127.0.0.1")
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", **quiet)
+    print(f"Ray: {ray.cluster_resources().get('CPU', 0):g} CPUs" + (f" at {args.address}" if args.address else ""),
+          flush=True)
 
 
 def run_ablation(parser, args, space: TemperatureAblationSpace, storage: Path, name: str) -> int:

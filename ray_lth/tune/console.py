@@ -34,6 +34,12 @@ def quiet_ray_loggers(names: Sequence[str] = RAY_DRIVER_LOGGERS) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def quiet_ray_worker() -> None:
+    """Ray's ``worker_process_setup_hook`` (launchers/sweep.py): quiet from the worker's start, so
+    also Tune's "Restored on ... from checkpoint" line, logged before the trainable runs."""
+    quiet_ray_loggers(RAY_WORKER_LOGGERS)
+
+
 def pct(value) -> str:
     return "—" if value is None else f"{100 * float(value):.2f}"
 
@@ -139,6 +145,8 @@ def status_word(trial) -> str:
     last = trial.last_result or {}
     if trial.status == Trial.PAUSED:
         return "waiting for its group"
+    if trial.status == Trial.PENDING and "round" in last:
+        return "waiting for a CPU"  # paused earlier, resumes after its last round
     if trial.status == Trial.TERMINATED:
         return f"stopped after round {last.get('round')}" if ended_early(trial) else "finished"
     return {Trial.RUNNING: "running", Trial.PENDING: "pending", Trial.ERROR: "error"}.get(trial.status,
@@ -160,7 +168,7 @@ def format_status(trials: List, tracker: MatchingTracker, fields: Sequence[str],
         word = status_word(trial)
         word = "stopped early" if word.startswith("stopped") else word
         counts[word] = counts.get(word, 0) + 1
-    order = ("running", "waiting for its group", "pending", "finished", "stopped early", "error")
+    order = ("running", "waiting for its group", "waiting for a CPU", "pending", "finished", "stopped early", "error")
     header = (f"== {int(elapsed) // 60} min {int(elapsed) % 60:02d} s: "
               + ", ".join(f"{counts[w]} {w}" for w in order if counts.get(w)) + " ==")
     return header + "\n" + format_table(["trial", "status", "round", "sparsity %", "metric %", "last round"], rows)
@@ -180,7 +188,7 @@ def arms_sentence(summary: List[dict]) -> Optional[str]:
     parts = []
     for index, (method, s) in enumerate(sorted(by_method.items(), key=lambda kv: kv[0] != "global")):
         best = s["max_matching_sparsity"]
-        beyond = best is not None and best == s.get("max_sparsity_run")
+        beyond = best is not None and abs(float(best) - float(s.get("max_sparsity_run") or -1)) < 1e-4
         end = " (every round matched: the boundary lies beyond)" if beyond else ""
         verb = "match up to" if index == 0 else "up to"
         parts.append(f"{ARM_NAMES.get(method, method)} {verb} {pct(best)} %{end}")
