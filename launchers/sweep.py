@@ -23,7 +23,9 @@ from pathlib import Path
 
 LAUNCHED_AT = time.time()  # the wall time printed at the end includes Ray's start and θ_p's pre-training
 
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table shows our columns
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic reporter API: our status table
+# every trial's progress line as it is, without "[repeated 2x across cluster]" and Ray's note on it
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # snapshot the experiment every 2 s (default 10 s), so a killed driver loses little on --resume
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
