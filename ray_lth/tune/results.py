@@ -52,6 +52,9 @@ class ResultsCallback(Callback):
         self.group_fields = [f for f in group_fields if f not in COLUMNS]
         self.columns = results_columns(self.group_fields)
         self.rows: Dict[Tuple[str, int], dict] = {}
+        # trials that ended by finishing or by the scheduler's STOP (an interrupted sweep's trials
+        # never complete): with their last round, they tell stopped trajectories from cut-off ones
+        self.completed: Dict[str, int] = {}
 
     def setup(self, **info) -> None:
         # also runs after Tuner.restore: the rows and the band survive a driver restart
@@ -69,6 +72,11 @@ class ResultsCallback(Callback):
         verdict = self.tracker.verdict(result["group"], str(trial), int(result["round"]))
         result["matching"] = "?" if verdict is None else ("yes" if verdict else "no")  # shown in the progress table
         self._write()
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        last = (trial.last_result or {}).get("round")
+        if last is not None:
+            self.completed[str(trial)] = int(last)
 
     def on_experiment_end(self, trials, **info) -> None:
         self._write()

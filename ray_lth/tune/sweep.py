@@ -142,6 +142,7 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
         else:
             search = dict(num_samples=1)
             param_space = {**space.fixed, **{k: tune.grid_search(v) for k, v in space.grid.items()}}
+        results_callback = ResultsCallback(experiment_dir / "results.csv", tracker, fields)
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
@@ -150,7 +151,7 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
                 trial_name_creator=trial_name_creator, trial_dirname_creator=trial_dirname_creator, **search),
             run_config=tune.RunConfig(
                 name=name, storage_path=str(storage), verbose=verbose, progress_reporter=reporter,
-                callbacks=[ResultsCallback(experiment_dir / "results.csv", tracker, fields),
+                callbacks=[results_callback,
                            TensorBoardCallback(experiment_dir / "tensorboard"), *console],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
                 failure_config=tune.FailureConfig(max_failures=_MAX_FAILURES)),
@@ -160,8 +161,12 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
     grid = tuner.fit()
     tuning_wall = time.time() - tuning_started
     errors = [f"{result.path}: {result.error}" for result in grid if result.error is not None]
-    stopped_early = sorted(trial_name(r.config) for r in grid if r.error is None and r.metrics
-                           and "round" in r.metrics and int(r.metrics["round"]) < int(r.config.get("rounds", 0)))
+    # trials that completed (not cut off by an interruption) before their last round; a restored
+    # sweep's callbacks are Tune's own copies, so there it counts every trial short of its last round
+    completed = None if resume else results_callback.completed
+    stopped_early = sorted(trial_name(r.config) for r in grid if r.error is None and r.metrics and "round" in r.metrics
+                           and int(r.metrics["round"]) < int(r.config.get("rounds", 0))
+                           and (completed is None or trial_name(r.config) in completed))
     # the verdicts come from results.csv alone, so they are the same after any resume
     final = MatchingTracker(space.seeds_per_group, space.patience, plan.references if plan else None)
     results = read_results(experiment_dir / "results.csv")
