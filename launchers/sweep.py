@@ -5,18 +5,27 @@
     python launchers/sweep.py --address auto --storage /shared/lth   # an existing Ray cluster
     python launchers/sweep.py --name quick --resume                  # continue an interrupted sweep
 
-Prints a live table (round, sparsity, metric, matching per trial) and, at the end, per group the
-dense mean ± std and the maximum matching sparsity. Writes results.csv, summary.csv and
-TensorBoard logs under <storage>/<name>/.
+Prints a line per finished round of every trial (sparsity %, metric %, verdict), a line per group
+and round once every seed has reported it (seed-mean against the dense band), a compact status
+table every 30 s and, at the end, per group the dense mean ± std and the maximum matching
+sparsity, one sentence comparing the IMP tickets with the random masks, the wall time and the
+core utilisation. Ray's own output (its table, INFO logs, checkpoint lines) only with --verbose.
+Writes results.csv, summary.csv, timing.json, report/ and TensorBoard logs under <storage>/<name>/.
 """
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
+import time
 from pathlib import Path
 
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table shows our columns
+LAUNCHED_AT = time.time()  # the wall time printed at the end includes Ray's start and θ_p's pre-training
+
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic reporter API: our status table
+# every trial's progress line as it is, without "[repeated 2x across cluster]" and Ray's note on it
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # snapshot the experiment every 2 s (default 10 s), so a killed driver loses little on --resume
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -42,6 +51,8 @@ def parse_args(argv=None):
     parser.add_argument("--patience", type=int,
                         help="pruned rounds in a row whose seed-mean may fail to match before the group's trajectories stop")
     parser.add_argument("--num-cpus", type=int, help="CPUs for a local Ray instance (default: all)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show Ray's own output: its status table, INFO logs and warnings, checkpoint lines")
     return parser, parser.parse_args(argv)
 
 
@@ -72,17 +83,15 @@ def main(argv=None) -> int:
 
     _init_ray(ray, args)
     try:
-        outcome = run_sweep(space, storage, name, resume=args.resume)
+        outcome = run_sweep(space, storage, name, resume=args.resume, verbose=2 if args.verbose else 1,
+                            launched_at=LAUNCHED_AT)
     except SweepError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
         ray.shutdown()
 
-    rows = [[s["group"], s["seeds"], _pct(s["dense_mean"]), _pct(s["dense_std"]), _pct(s["max_matching_sparsity"]),
-             s["trials"], s["rounds_run"], s["epochs"]] for s in outcome.summary]
-    print("\n" + format_table(["group", "seeds", "dense mean %", "dense std %", "max matching sparsity %", "trials",
-                               "rounds run", "epochs"], rows))
+    print_summary(outcome)
     if outcome.transfer:
         print_transfer(outcome.transfer)
     print(f"\nresults: {outcome.experiment_dir / 'results.csv'}")
@@ -105,10 +114,19 @@ def _with_flags(space, args, resource_flags):
 
 
 def _init_ray(ray, args) -> None:
+    if not args.verbose:
+        from ray_lth.tune.console import quiet_ray_loggers
+
+        quiet_ray_loggers()  # before ray.init: it warns about token authentication
+    # no "Started a local Ray instance"; workers quiet from their start (Tune logs before the trainable runs)
+    quiet = {} if args.verbose else {"logging_level": logging.WARNING, "runtime_env": {
+        "worker_process_setup_hook": "ray_lth.tune.console.quiet_ray_worker"}}
     if args.address:
-        ray.init(address=args.address)
+        ray.init(address=args.address, **quiet)
     else:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, dashboard_host="127.0.0.1")
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", **quiet)
+    print(f"Ray: {ray.cluster_resources().get('CPU', 0):g} CPUs" + (f" at {args.address}" if args.address else ""),
+          flush=True)
 
 
 def run_ablation(parser, args, space: TemperatureAblationSpace, storage: Path, name: str) -> int:
@@ -151,6 +169,33 @@ def run_ablation(parser, args, space: TemperatureAblationSpace, storage: Path, n
     for error in outcome.errors:
         print(f"trial failed: {error}", file=sys.stderr)
     return 1 if outcome.errors else 0
+
+
+def print_summary(outcome) -> None:
+    """Per group: what tells it apart, dense mean ± std, max matching sparsity; the arms in one
+    sentence; the trajectories stopped early; wall time and core utilisation."""
+    from ray_lth.tune.console import arms_sentence, stopped_sentence
+
+    fields = [k for k in outcome.summary[0] if k in outcome.group_fields] if outcome.summary else []
+    rows = [[s["group"], *[s[f] for f in fields], s["seeds"], f"{_pct(s['dense_mean'])} ± {_pct(s['dense_std'])}",
+             _pct(s["max_matching_sparsity"]), s["trials"], s["rounds_run"], s["epochs"]] for s in outcome.summary]
+    print("\n" + format_table(["group", *fields, "seeds", "dense mean ± std %", "max matching sparsity %", "trials",
+                               "rounds run", "epochs"], rows))
+    sentence = arms_sentence(outcome.summary)
+    if sentence:
+        print("\n" + sentence)
+    print(stopped_sentence(outcome.stopped_early))
+    t = outcome.timing
+    if t:
+        utilisation = "n/a" if t["core_utilisation"] is None else f"{t['core_utilisation']:.2f}"
+        print(f"wall time {_minutes(t['total_wall_s'])} (tuning {_minutes(t['tuning_wall_s'])}); core utilisation "
+              f"{utilisation} = {t['round_seconds']:.0f} s of rounds ÷ ({t['cores']:g} cores × "
+              f"{t['tuning_wall_s']:.0f} s)")
+
+
+def _minutes(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s"
 
 
 def print_transfer(transfer: dict) -> None:

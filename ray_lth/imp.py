@@ -7,13 +7,14 @@ checkpoint for the sweep). Every random draw of round k comes from a generator s
 (seed, k), so a resumed trajectory reproduces the uninterrupted one without storing RNG state.
 """
 
+import functools
 import json
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import torch
 
@@ -144,8 +145,11 @@ def load_theta_p(model, spec, task_name: str, path, weights_format: str) -> str:
                            not_from_weights=spec.not_from_weights)
 
 
-def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, task=None) -> Iterator[RoundResult]:
+def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, task=None,
+                   progress: Optional[Callable[..., None]] = None) -> Iterator[RoundResult]:
     """Run rounds ``state.next_round``..``config.rounds`` (all of them when ``state`` is None).
+
+    ``progress(round, epochs_done, epochs, epoch_loss, seconds)`` runs after every epoch.
 
     With ``config.mask_file`` round 0 fine-tunes a transferred ticket under that fixed mask
     (``rounds=0`` for a transfer trial: no further pruning)."""
@@ -213,7 +217,8 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
             selection = epoch_selection(config.selection, task, trained_model, device)
             stats = train_masked(trained_model, task, config.train, mask, device,
                                  round_generator(config.seed, round_index, _DATA), step_hook, masked_module=model,
-                                 epoch_hook=selection.after_epoch)
+                                 epoch_hook=selection.after_epoch,
+                                 progress=None if progress is None else functools.partial(progress, round_index))
             if step_hook is not None:
                 rewind_state = captured["state"]
             metrics = {**selection.round_metrics(), **stats}

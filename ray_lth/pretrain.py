@@ -24,8 +24,19 @@ EMBEDDED_RECIPE = {"task": "shapes", "epochs": 3, "batch_size": 64, "lr": 0.05, 
 def pretrain(model_name: str, path, recipe: dict = EMBEDDED_RECIPE, device: str = "auto") -> dict:
     """Train ``model_name`` on ``recipe['task']`` from its seeded random init and save it to ``path``.
 
-    Returns the metadata written beside it (recipe, test accuracy, sha256).
+    Returns the metadata written beside it (recipe, test accuracy, sha256). On a CPU it trains on
+    one thread: the recipe, not the machine's core count, decides θ_p (a multi-threaded sum rounds
+    differently), so every machine gets the weights that the README's numbers come from.
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _pretrain(model_name, path, recipe, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pretrain(model_name: str, path, recipe: dict, device: str) -> dict:
     task = build_task(recipe["task"], image_size=recipe["image_size"])
     torch.manual_seed(recipe["seed"])
     model = build_model(model_name, task.num_outputs)

@@ -39,6 +39,11 @@ class SweepSpace:
         return len(self.grid.get("seed", [self.fixed.get("seed", 0)]))
 
     @property
+    def group_fields(self) -> List[str]:
+        """The fields that tell the groups apart (grid axes other than the seed, sampled fields)."""
+        return [k for k, v in self.grid.items() if k != "seed" and len(v) > 1] + sorted(self.sample)
+
+    @property
     def model(self) -> str:
         return str(self.fixed.get("model", "resnet20"))
 

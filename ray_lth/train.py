@@ -13,6 +13,7 @@ only Nesterov SGD is simCLR's linear evaluation, which this project does not run
 """
 
 import math
+import time
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
@@ -171,6 +172,10 @@ def is_dense(mask: Mapping[str, torch.Tensor]) -> bool:
     return all(bool(m.all()) for m in mask.values())
 
 
+# (epochs done, epochs, mean training loss of the last epoch, seconds since training started)
+EpochProgress = Callable[[int, int, float, float], None]
+
+
 class TrainingDivergedError(RuntimeError):
     pass
 
@@ -185,6 +190,7 @@ def train_masked(
     step_hook: Optional[Callable[[int], None]] = None,
     masked_module: Optional[nn.Module] = None,
     epoch_hook: Optional[Callable[[int], None]] = None,
+    progress: Optional["EpochProgress"] = None,
 ) -> Dict[str, float]:
     """Train ``model`` in place on ``task`` with the pruned weights held at zero.
 
@@ -192,6 +198,8 @@ def train_masked(
     ``epoch_hook(epoch)`` after every (0-based) epoch (best-validation selection scores it there).
     ``masked_module`` is the module whose parameter names the mask uses, when ``model`` wraps it
     (a detector around a pruned backbone); by default ``model`` itself.
+    ``progress(epochs_done, epochs, epoch_loss, seconds)`` runs after every epoch (a sign of life
+    in long rounds; the caller decides how often to show it).
     """
     masked = None if is_dense(mask) else MaskedParameters(masked_module or model, mask)
     if masked is not None:
@@ -202,6 +210,7 @@ def train_masked(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(hparams, it, per_epoch))
     iteration = 0
     epoch_loss = float("nan")
+    started = time.perf_counter()
     for epoch in range(hparams.epochs):
         model.train()
         loss_sum, batches = torch.zeros((), device=device), 0
@@ -224,4 +233,6 @@ def train_masked(
             raise TrainingDivergedError(f"training loss became {epoch_loss} in epoch {epoch}; lower the lr")
         if epoch_hook is not None:
             epoch_hook(epoch)
+        if progress is not None:
+            progress(epoch + 1, hparams.epochs, epoch_loss, time.perf_counter() - started)
     return {"train_loss": epoch_loss, "iterations": iteration}

@@ -37,7 +37,7 @@ def paper_files(tmp_path_factory):
 
 def _sweep(address, storage, space, *args, timeout=900):
     command = [sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", address, "--storage", str(storage),
-               "--space", space, "--gpus-per-trial", "0", "--cpus-per-trial", "1", *args]
+               "--space", space, "--gpus-per-trial", "0", "--cpus-per-trial", "1", "--verbose", *args]  # --verbose: the trials' own log lines
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return done.stdout + done.stderr

@@ -34,6 +34,7 @@ def _rows(experiment):
 def _launch(address, storage, *args):
     command = [sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", address, "--storage", str(storage),
                "--space", "quick", "--set", "model=resnet8", "--set", "epochs=6", "--set", "rounds=4",
+               "--set", "task=digits", "--set", "pruning=global",
                "--patience", "100", *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -149,15 +150,18 @@ def test_the_default_quick_space_end_to_end_lands_on_the_paper_grid(ray_cluster,
                              "--storage", str(tmp_path)], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "max matching sparsity %" in result.stdout
+    assert "IMP tickets match up to" in result.stdout and "random masks up to" in result.stdout
     rows = _rows(tmp_path / "quick")
-    assert {r["seed"] for r in rows} == {"0", "1", "2"}
+    assert {(r["pruning"], r["seed"]) for r in rows} == {(p, s) for p in ("global", "random") for s in "012"}
     keys = [(r["trial_name"], r["round"]) for r in rows]
     assert len(keys) == len(set(keys))
     for r in rows:
         assert abs(100 * float(r["sparsity"]) - 100 * (1 - 0.8 ** int(r["round"]))) < 0.01
     assert all(float(r["metric"]) > 0.5 for r in rows if r["round"] == "0")  # dense: far above chance (0.1)
     summary = list(csv.DictReader(open(tmp_path / "quick" / "summary.csv")))
-    assert len(summary) == 1 and summary[0]["seeds"] == "3"
+    assert sorted(s["pruning"] for s in summary) == ["global", "random"] and {s["seeds"] for s in summary} == {"3"}
+    timing = json.loads((tmp_path / "quick" / "timing.json").read_text())
+    assert timing["core_utilisation"] > 0 and timing["rounds"] == len(rows)
 
 
 def test_transfer_sweep_starts_tickets_while_the_upstream_runs_and_judges_them(ray_cluster, resnet8_weights, tmp_path):

@@ -50,6 +50,9 @@ _add(ModelSpec("resnet50_cifar", cifar_resnet(tv_models.resnet50), feature_dim=2
 _add(ModelSpec("resnet152_cifar", cifar_resnet(tv_models.resnet152), feature_dim=2048, not_from_weights=_CIFAR_STEM))
 _add(ModelSpec("resnet8", lambda n: CifarResNet(blocks=1, num_classes=n), feature_dim=64))
 _add(ModelSpec("resnet20", lambda n: CifarResNet(blocks=3, num_classes=n), feature_dim=64))
+# resnet8 at half width (8-16-32 channels, 19K prunable weights): the embedded default's model, small
+# enough that IMP tickets run out of capacity within 18 rounds of 20 % on a CPU task
+_add(ModelSpec("resnet8_narrow", lambda n: CifarResNet(blocks=1, num_classes=n, width=8), feature_dim=32))
 _add(ModelSpec("resnet56", lambda n: CifarResNet(blocks=9, num_classes=n), feature_dim=64))
 _add(ModelSpec("convnet", lambda n: ConvNet(num_classes=n), feature_dim=128))
 

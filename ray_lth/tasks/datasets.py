@@ -16,7 +16,7 @@ from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2
 
 from .cifar_files import CifarBatches
-from .shapes import SHAPE_NAMES, make_gratings, make_shapes
+from .shapes import SHAPE_NAMES, make_camouflaged_shapes, make_gratings, make_shapes
 
 # (mean, std) per channel, used to normalise the inputs of each dataset. The four 32-px sets use
 # the authors' values (their dataset.py): CIFAR-10's std is the widely copied (0.2023, 0.1994,
@@ -40,6 +40,14 @@ def _normalise(images: torch.Tensor) -> torch.Tensor:
 def embedded_shapes(train: bool, image_size: int = 16, n_train: int = 4000, n_test: int = 1000) -> Tuple[Dataset, int]:
     """The procedural shapes set (8 classes); train and test come from different seeds."""
     images, labels = make_shapes(n_train if train else n_test, image_size, seed=0 if train else 1)
+    return TensorDataset(_normalise(torch.from_numpy(images)), torch.from_numpy(labels)), len(SHAPE_NAMES)
+
+
+def embedded_camouflaged_shapes(train: bool, image_size: int = 16, n_train: int = 4000,
+                                n_test: int = 1000) -> Tuple[Dataset, int]:
+    """The shapes at low contrast on random backgrounds (8 classes): the embedded default's task.
+    1000 test images, so one image is 0.1 pp; seeds differ from the pre-training set's."""
+    images, labels = make_camouflaged_shapes(n_train if train else n_test, image_size, seed=10 if train else 11)
     return TensorDataset(_normalise(torch.from_numpy(images)), torch.from_numpy(labels)), len(SHAPE_NAMES)
 
 
@@ -179,7 +187,8 @@ def imagenet(root: Path, train: bool, image_size: int, stats: Stats):
         ) from None
 
 
-EMBEDDED: Dict[str, Callable] = {"shapes": embedded_shapes, "digits": embedded_digits, "gratings": embedded_gratings}
+EMBEDDED: Dict[str, Callable] = {"shapes": embedded_shapes, "digits": embedded_digits, "gratings": embedded_gratings,
+                                  "camo_shapes": embedded_camouflaged_shapes}
 REAL: Dict[str, Callable] = {
     "cifar10": cifar10, "cifar100": cifar100, "svhn": svhn, "fashion_mnist": fashion_mnist, "visda2017": visda2017,
     "imagenet": imagenet,

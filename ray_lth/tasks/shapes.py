@@ -52,6 +52,27 @@ def make_shapes(n: int, image_size: int = 16, seed: int = 0, num_classes: int = 
     return images, labels.astype(np.int64)
 
 
+def make_camouflaged_shapes(n: int, image_size: int = 16, seed: int = 0, contrast: float = 0.3, noise: float = 0.1):
+    """``n`` images of the same 8 shapes as ``make_shapes``, but camouflaged: a random background
+    colour, the shape only ``contrast``..2·``contrast`` away from it per channel (lighter or
+    darker), radius 0.25..0.4 of the image, Gaussian noise. Harder than the shapes θ_p was
+    pre-trained on (its features help but do not solve it), so a sparse network runs out of
+    capacity within the embedded default's sparsity grid."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(SHAPE_NAMES), size=n)
+    ys, xs = np.mgrid[0:image_size, 0:image_size].astype(np.float32) + 0.5
+    images = np.empty((n, 3, image_size, image_size), dtype=np.float32)
+    for i, kind in enumerate(labels):
+        r = rng.uniform(0.25, 0.4) * image_size
+        cx, cy = rng.uniform(0.3, 0.7, size=2) * image_size
+        inside = render_shape(int(kind), xs - cx, ys - cy, r)
+        background = rng.uniform(0.0, 1.0, size=(3, 1, 1))
+        offset = rng.choice([-1, 1], size=(3, 1, 1)) * rng.uniform(contrast, 2 * contrast, size=(3, 1, 1))
+        image = np.where(inside[None], np.clip(background + offset, 0.0, 1.0), background)
+        images[i] = np.clip(image + rng.normal(0.0, noise, size=image.shape), 0.0, 1.0)
+    return images, labels.astype(np.int64)
+
+
 def make_gratings(n: int, image_size: int = 16, seed: int = 0, num_classes: int = 10):
     """``n`` sinusoidal gratings (n, 3, H, W) in [0, 1] whose label is the orientation (one of
     ``num_classes`` angles in [0, π)), with random frequency, phase, colour and noise: a

@@ -17,10 +17,10 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 # sets (of 50,000 / 50,000 / 73,257 / 60,000); VisDA-2017 holds out 5,000 of its 152,397
 # synthetic training images; the embedded sets about a tenth of their training images
 VAL_IMAGES = {"cifar10": 5000, "cifar100": 5000, "svhn": 5000, "fashion_mnist": 5000, "visda2017": 5000,
-              "shapes": 400, "digits": 144, "gratings": 200}
+              "shapes": 400, "camo_shapes": 400, "digits": 144, "gratings": 200}
 # the training set sizes, so that a config can refuse a val_images that leaves nothing to train on
 TRAIN_IMAGES = {"cifar10": 50000, "cifar100": 50000, "svhn": 73257, "fashion_mnist": 60000, "visda2017": 152397,
-                "shapes": 4000, "digits": 1437, "gratings": 2000}
+                "shapes": 4000, "camo_shapes": 4000, "digits": 1437, "gratings": 2000}
 
 
 def split_validation(train_set: Dataset, test_set: Dataset, val_images: int) -> Tuple[Dataset, Dataset]:

@@ -6,12 +6,15 @@ row instead of duplicating it, and a resumed sweep starts from the rows already 
 column is the round's verdict on the seed-mean (the same for every seed of a group), filled from the
 MatchingTracker once the dense band and every seed's result of that round are known; a round only
 some seeds reached (a seed ran past its group's stop) stays empty.
+The fields that tell the groups apart (e.g. ``pruning``: global or random) follow ``group`` in
+every row, so a reader or a script can tell the arms apart without parsing trial names.
 """
 
 import csv
+import json
 import os
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from ray.tune import Callback
 
@@ -19,6 +22,17 @@ from ..matching import MatchingTracker
 
 COLUMNS = ["trial_id", "trial_name", "group", "seed", "round", "sparsity", "nominal_sparsity", "metric",
            "matching", "epochs", "round_seconds", "bookkeeping_seconds"]
+
+
+def results_columns(group_fields: Sequence[str] = ()) -> List[str]:
+    """COLUMNS with the group-distinguishing fields after ``group``."""
+    at = COLUMNS.index("group") + 1
+    return COLUMNS[:at] + [f for f in group_fields if f not in COLUMNS] + COLUMNS[at:]
+
+
+def field_value(value) -> str:
+    """A config value as one CSV cell: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def read_results(path: Path) -> Dict[Tuple[str, int], dict]:
@@ -34,10 +48,15 @@ def feed_tracker(tracker: MatchingTracker, rows) -> None:
 
 
 class ResultsCallback(Callback):
-    def __init__(self, path, tracker: MatchingTracker):
+    def __init__(self, path, tracker: MatchingTracker, group_fields: Sequence[str] = ()):
         self.path = Path(path)
         self.tracker = tracker
+        self.group_fields = [f for f in group_fields if f not in COLUMNS]
+        self.columns = results_columns(self.group_fields)
         self.rows: Dict[Tuple[str, int], dict] = {}
+        # trials that ended by finishing or by the scheduler's STOP (an interrupted sweep's trials
+        # never complete): with their last round, they tell stopped trajectories from cut-off ones
+        self.completed: Dict[str, int] = {}
 
     def setup(self, **info) -> None:
         # also runs after Tuner.restore: the rows and the band survive a driver restart
@@ -50,10 +69,16 @@ class ResultsCallback(Callback):
                           "seed": result["seed"], "round": int(result["round"]), "sparsity": result["sparsity"],
                           "nominal_sparsity": result["nominal_sparsity"], "metric": result["metric"],
                           "epochs": result["epochs"], "round_seconds": result["round_seconds"],
-                          "bookkeeping_seconds": result["bookkeeping_seconds"]}
+                          "bookkeeping_seconds": result["bookkeeping_seconds"],
+                          **{f: field_value(trial.config.get(f, "")) for f in self.group_fields}}
         verdict = self.tracker.round_verdict(result["group"], int(result["round"]))
         result["matching"] = "?" if verdict is None else ("yes" if verdict else "no")  # shown in the progress table
         self._write()
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        last = (trial.last_result or {}).get("round")
+        if last is not None:
+            self.completed[str(trial)] = int(last)
 
     def on_experiment_end(self, trials, **info) -> None:
         self._write()
@@ -62,7 +87,7 @@ class ResultsCallback(Callback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer = csv.DictWriter(f, fieldnames=self.columns)
             writer.writeheader()
             for (_, round_index), row in sorted(self.rows.items(), key=lambda kv: (kv[1]["group"], kv[0])):
                 verdict = self.tracker.round_verdict(row["group"], round_index)

@@ -2,14 +2,16 @@
 
 Layout of one experiment, ``<storage>/<name>/``: Ray Tune's trial folders (each with a
 checkpoint per round and ``trajectory/`` holding every round's mask), ``results.csv`` (one row
-per trial and round), ``summary.csv`` and ``tensorboard/``.
+per trial and round), ``summary.csv``, ``timing.json`` (wall time and core utilisation) and
+``tensorboard/``.
 """
 
 import csv
 import dataclasses
 import json
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
@@ -24,6 +26,7 @@ from ..spaces import SweepSpace
 from ..transfer import TransferSpace, replay_boundary_searches, transfer_verdicts
 from .dependency import DependencySearcher
 from ..naming import trial_name
+from .console import RoundLines, StatusTable, quiet_ray_loggers
 from .results import ResultsCallback, feed_tracker, read_results
 from .scheduler import MatchingScheduler
 from .tensorboard import TensorBoardCallback
@@ -31,6 +34,8 @@ from .trainable import imp_trainable
 
 _MAX_FAILURES = 3
 SPACE_FILE = "ray_lth_space.json"
+TIMING_FILE = "timing.json"
+TRANSFER_GROUP_FIELDS = ("task", "mask_label")  # what tells a transfer plan's groups apart
 
 
 class SweepError(RuntimeError):
@@ -44,6 +49,9 @@ class SweepOutcome:
     errors: List[str]
     transfer: Optional[dict] = None  # transfer_verdicts() of a TransferSpace
     report: Optional[Path] = None  # report/README.md, None if writing the report failed
+    timing: dict = field(default_factory=dict)  # timing.json
+    stopped_early: List[str] = field(default_factory=list)  # trials the scheduler ended before their last round
+    group_fields: List[str] = field(default_factory=list)  # the summary's fields that tell its groups apart
 
 
 def _distribution(spec):
@@ -76,10 +84,15 @@ def check_resources(space) -> None:
 
 
 def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
-              max_concurrent: Optional[int] = None) -> SweepOutcome:
+              max_concurrent: Optional[int] = None, launched_at: Optional[float] = None) -> SweepOutcome:
     """Run (or resume) the sweep; Ray must already be initialised (see launchers/sweep.py).
 
-    A resumed sweep runs the space it was started with (saved in the experiment folder)."""
+    A resumed sweep runs the space it was started with (saved in the experiment folder).
+    ``verbose``: 0 silent, 1 this project's console (a line per round, a status table), 2 that
+    and Ray's own output (its status table, INFO logs, a checkpoint line per round).
+    ``launched_at`` (``time.time()`` when the launcher started) makes timing.json's total wall
+    time include Ray's start and the θ_p pre-training."""
+    launched_at = time.time() if launched_at is None else launched_at
     storage = Path(storage).resolve()
     experiment_dir = storage / name
     started_before = (experiment_dir / "tuner.pkl").exists()
@@ -99,16 +112,24 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
 
     plan = space.plan() if isinstance(space, TransferSpace) else None
     tracker = MatchingTracker(space.seeds_per_group, space.patience, plan.references if plan else None)
-    trainable = tune.with_resources(imp_trainable, {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial})
+    fields = list(TRANSFER_GROUP_FIELDS) if plan else space.group_fields
+    if verbose < 2:
+        quiet_ray_loggers()
+    trainable = tune.with_resources(tune.with_parameters(imp_trainable, ray_logs=verbose >= 2),
+                                    {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial})
     if resume:
         # the scheduler and callbacks come back from the experiment's own state; the results
         # callback re-reads results.csv, so finished rounds and the dense bands survive
         tuner = tune.Tuner.restore(str(experiment_dir), trainable, resume_unfinished=True, resume_errored=True)
     else:
-        reporter = CLIReporter(
-            metric_columns={"round": "round", "sparsity": "sparsity", "metric": "metric", "matching": "matching"},
-            parameter_columns=["task", "seed"] if plan else sorted(set(space.grid)), max_report_frequency=15,
-            sort_by_metric=False)
+        if verbose >= 2:  # Ray's own table, as Ray prints it
+            reporter = CLIReporter(
+                metric_columns={"round": "round", "sparsity": "sparsity", "metric": "metric", "matching": "matching"},
+                parameter_columns=["task", "seed"] if plan else sorted(set(space.grid)), max_report_frequency=15,
+                sort_by_metric=False)
+        else:
+            reporter = StatusTable(tracker, fields)
+        console = [RoundLines(tracker, fields)] if verbose >= 1 else []
         if plan:
             # trials come from the searcher, which starts each transfer trial once its mask exists
             search = dict(search_alg=DependencySearcher(plan), num_samples=-1)
@@ -121,6 +142,7 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
         else:
             search = dict(num_samples=1)
             param_space = {**space.fixed, **{k: tune.grid_search(v) for k, v in space.grid.items()}}
+        results_callback = ResultsCallback(experiment_dir / "results.csv", tracker, fields)
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
@@ -129,19 +151,34 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
                 trial_name_creator=trial_name_creator, trial_dirname_creator=trial_dirname_creator, **search),
             run_config=tune.RunConfig(
                 name=name, storage_path=str(storage), verbose=verbose, progress_reporter=reporter,
-                callbacks=[ResultsCallback(experiment_dir / "results.csv", tracker),
-                           TensorBoardCallback(experiment_dir / "tensorboard")],
+                callbacks=[results_callback,
+                           TensorBoardCallback(experiment_dir / "tensorboard"), *console],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
                 failure_config=tune.FailureConfig(max_failures=_MAX_FAILURES)),
         )
+    rows_before = read_results(experiment_dir / "results.csv")
+    tuning_started = time.time()
     grid = tuner.fit()
+    tuning_wall = time.time() - tuning_started
     errors = [f"{result.path}: {result.error}" for result in grid if result.error is not None]
+    # trials that completed (not cut off by an interruption) before their last round; a restored
+    # sweep's callbacks are Tune's own copies, so there it counts every trial short of its last round
+    completed = None if resume else results_callback.completed
+    stopped_early = sorted(trial_name(r.config) for r in grid if r.error is None and r.metrics and "round" in r.metrics
+                           and int(r.metrics["round"]) < int(r.config.get("rounds", 0))
+                           and (completed is None or trial_name(r.config) in completed))
     # the verdicts come from results.csv alone, so they are the same after any resume
     final = MatchingTracker(space.seeds_per_group, space.patience, plan.references if plan else None)
-    rows = list(read_results(experiment_dir / "results.csv").values())
+    results = read_results(experiment_dir / "results.csv")
+    rows = list(results.values())
     feed_tracker(final, rows)
-    summary = summarise(final, rows)
+    summary = summarise(final, rows, fields)
     write_summary(experiment_dir / "summary.csv", summary)
+    # this session's rounds only: a resumed sweep's earlier rounds ran in another wall time
+    session_rows = [row for key, row in results.items() if rows_before.get(key) != row]
+    timing = core_utilisation(session_rows, ray.cluster_resources().get("CPU", 0), tuning_wall,
+                              time.time() - launched_at)
+    (experiment_dir / TIMING_FILE).write_text(json.dumps(timing, indent=1))
     transfer = transfer_verdicts(final, plan, space.rounds) if plan else None
     if transfer:
         write_summary(experiment_dir / "transfer_summary.csv", transfer["rows"])
@@ -149,7 +186,16 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
             transfer["search"] = replay_boundary_searches(plan, final)
             write_summary(experiment_dir / "max_matching_search.csv",
                           [{"task": task, **answer} for task, answer in transfer["search"].items()])
-    return SweepOutcome(experiment_dir, summary, errors, transfer, _report(experiment_dir))
+    return SweepOutcome(experiment_dir, summary, errors, transfer, _report(experiment_dir), timing, stopped_early,
+                        fields)
+
+
+def core_utilisation(rows: List[dict], cores: float, tuning_wall: float, total_wall: float) -> dict:
+    """Sum of the rounds' seconds ÷ (cores × tuning wall time): 1.0 when every core trained all along."""
+    round_seconds = sum(float(r["round_seconds"]) for r in rows)
+    return {"total_wall_s": round(total_wall, 1), "tuning_wall_s": round(tuning_wall, 1), "cores": cores,
+            "rounds": len(rows), "round_seconds": round(round_seconds, 1),
+            "core_utilisation": round(round_seconds / (cores * tuning_wall), 3) if cores and tuning_wall > 0 else None}
 
 
 def _report(experiment_dir: Path) -> Optional[Path]:
@@ -163,12 +209,16 @@ def _report(experiment_dir: Path) -> Optional[Path]:
         return None
 
 
-def summarise(tracker: MatchingTracker, rows: List[dict]) -> List[dict]:
-    """Per group: dense mean ± std over seeds and the largest sparsity whose seed-mean matches."""
+def summarise(tracker: MatchingTracker, rows: List[dict], fields=()) -> List[dict]:
+    """Per group: the fields that tell it apart (``fields``), dense mean ± std over seeds and the
+    largest sparsity whose seed-mean matches."""
     summary = []
     for group in tracker.groups():
-        entry = tracker.group_summary(group)
         group_rows = [r for r in rows if r["group"] == group]
+        verdicts = tracker.group_summary(group)
+        entry = {"group": verdicts.pop("group"), **{f: group_rows[0].get(f, "") for f in fields if group_rows},
+                 **verdicts}
+        entry["max_sparsity_run"] = max((float(r["sparsity"]) for r in group_rows), default=None)
         entry["trials"] = len({r["trial_name"] for r in group_rows})
         entry["rounds_run"] = len(group_rows)
         last_epochs = {}

@@ -19,7 +19,9 @@ from ray import tune
 
 from ..config import ImpConfig
 from ..imp import TrajectoryState, run_trajectory
-from ..naming import group_name
+from ..naming import group_name, trial_name
+from ..progress import EpochProgressPrinter
+from .console import RAY_WORKER_LOGGERS, quiet_ray_loggers
 
 TRAJECTORY_DIR = "trajectory"
 UPSTREAM_FAILED = "upstream_failed"  # set by DependencySearcher when a transfer trial cannot start
@@ -65,9 +67,12 @@ def _report(metrics: dict, state: TrajectoryState) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def imp_trainable(config: dict) -> None:
+def imp_trainable(config: dict, ray_logs: bool = True) -> None:
+    """``ray_logs=False`` keeps Ray's INFO lines (a checkpoint line per round) out of the console."""
     if UPSTREAM_FAILED in config:
         raise RuntimeError(config[UPSTREAM_FAILED])
+    if not ray_logs:
+        quiet_ray_loggers(RAY_WORKER_LOGGERS)
     imp_config = ImpConfig.from_dict(config)
     trial_dir = Path(tune.get_context().get_storage().trial_fs_path)
     durable = trial_dir / TRAJECTORY_DIR
@@ -95,7 +100,8 @@ def imp_trainable(config: dict) -> None:
             else:
                 _report(metrics, state)
     bookkeeping = 0.0
-    for result in run_trajectory(imp_config, state):
+    progress = EpochProgressPrinter(trial_name(config))
+    for result in run_trajectory(imp_config, state, progress=progress):
         started = time.perf_counter()
         result.state.save(durable)
         _report(_round_metrics(base, imp_config, result.state.records, bookkeeping), result.state)
