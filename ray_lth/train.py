@@ -123,7 +123,7 @@ SCHEDULES: Dict[str, TrainHparams] = {
     # Appendix B.2: Faster R-CNN 24K iterations at batch 4 (6 epochs of VOC07+12), poly 0.9 from 5e-3
     "voc_faster_rcnn": TrainHparams(epochs=6, batch_size=4, lr=5e-3, weight_decay=1e-4, lr_schedule="poly"),
     # the embedded detection and segmentation stand-ins: a minute or so on a CPU
-    "embedded_detection": TrainHparams(epochs=6, batch_size=8, lr=0.02, weight_decay=1e-4, lr_schedule="cosine",
+    "embedded_detection": TrainHparams(epochs=6, batch_size=8, lr=0.01, weight_decay=1e-4, lr_schedule="cosine",
                                        warmup_iters=20),
     "embedded_segmentation": TrainHparams(epochs=6, batch_size=8, lr=0.02, weight_decay=1e-4, milestones=(4,),
                                           warmup_iters=10),
