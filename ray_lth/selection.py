@@ -72,13 +72,12 @@ class BestTestEpoch:
         return {**self.test, "best_epoch": self.best_epoch}
 
 
+_BY_NAME = {"best_val": BestValidationEpoch, "best_test": BestTestEpoch, "last": LastEpoch}
+
+
 def epoch_selection(selection: str, task, model: nn.Module, device: torch.device):
     """The object that gives a round's reported metrics: ``after_epoch`` goes to ``train_masked``
     as its ``epoch_hook``, ``round_metrics()`` is called once training is done."""
-    if selection == "best_val":
-        return BestValidationEpoch(task, model, device)
-    if selection == "best_test":
-        return BestTestEpoch(task, model, device)
-    if selection == "last":
-        return LastEpoch(task, model, device)
-    raise ValueError(f"selection={selection!r} is not allowed; choose one of {list(SELECTIONS)}")
+    if selection not in _BY_NAME:
+        raise ValueError(f"selection={selection!r} is not allowed; choose one of {list(SELECTIONS)}")
+    return _BY_NAME[selection](task, model, device)
