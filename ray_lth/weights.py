@@ -18,6 +18,7 @@ MLP; a simCLR file's, where it has one) is γ_p for the file's own pre-training 
 """
 
 import hashlib
+import pickle
 import sys
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional, Tuple
@@ -50,11 +51,16 @@ def read_state_dict(path, weights_format: str = "auto") -> Tuple[Dict[str, torch
         raise WeightsError(f"weights file {path} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle with code, not a torch file, truncated file ...
+    except pickle.UnpicklingError:
+        # torch's own message advises weights_only=False, i.e. running the file's code: not repeated
         raise WeightsError(
-            f"{path}: not loadable as plain tensors with torch.load(weights_only=True) "
-            f"(a file holding code or other objects is refused): {type(error).__name__}: {str(error)[:200]}"
+            f"{path}: holds pickled objects other than tensors (a whole model, training code ...), and "
+            f"ray_lth reads weights only as plain tensors (torch.load(weights_only=True), which runs no "
+            f"code): save a state dict instead, torch.save(model.state_dict(), path)"
         ) from None
+    except Exception as error:  # not a torch file, a truncated one ...
+        raise WeightsError(f"{path}: not a readable torch weights file ({type(error).__name__}: "
+                           f"{str(error)[:120]})") from None
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{path}: expected a state dict (a mapping), found {type(obj).__name__}")
     found = _detect_format(obj) if weights_format == "auto" else weights_format
