@@ -215,3 +215,14 @@ def test_transfer_sweep_with_bisection_answers_from_fewer_fine_tunes(ray_cluster
     tickets = [r for r in _rows(outcome.experiment_dir) if "-m_shapes-" in r["trial_name"]]
     assert len(tickets) == answer["fine_tunes"]  # the sweep ran exactly what the search asked for
     assert (outcome.experiment_dir / "max_matching_search.csv").exists()
+
+
+def test_weights_of_another_architecture_are_refused_before_ray_starts(resnet8_weights, tmp_path):
+    """One message naming the file and the keys, from the driver, before any Ray instance."""
+    result = subprocess.run([sys.executable, str(ROOT / "launchers" / "sweep.py"), "--storage", str(tmp_path),
+                             "--weights", str(resnet8_weights), "--set", "model=resnet20"],
+                            capture_output=True, text=True, timeout=120)
+    output = result.stderr + result.stdout
+    assert result.returncode == 2 and "weights:" in result.stderr and str(resnet8_weights.name) in result.stderr
+    assert "missing keys" in result.stderr and "Traceback" not in output
+    assert "Started a local Ray instance" not in output and "Ray:" not in output
