@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ray_lth.cli import format_table, parse_overrides  # noqa: E402
 from ray_lth.ablation import TemperatureAblationSpace, derive_upstream_mask, format_temperature_table  # noqa: E402
-from ray_lth.spaces import load_space, resolve_weights, space_names  # noqa: E402
+from ray_lth.spaces import check_weights_fit, load_space, resolve_weights, space_names  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
         if not args.resume:
             # validate every grid point before Ray starts (the embedded θ_p is pre-trained here once)
             space = resolve_weights(space, args.weights, storage / ".ray_lth_cache")
-            space.validate()
+            check_weights_fit(space.validate())
     except ValueError as error:
         parser.error(str(error))
 
