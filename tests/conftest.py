@@ -1,4 +1,8 @@
+import os
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -7,6 +11,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ray_lth.pretrain import EMBEDDED_RECIPE, pretrain  # noqa: E402
+
+# dummy credentials for the loopback S3 server, set before any Ray worker starts (workers inherit
+# them); no instance-metadata lookups
+for _key, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+    os.environ.setdefault(_key, _value)
 
 
 @pytest.fixture(autouse=True)
@@ -31,3 +41,37 @@ def ray_cluster(tmp_path_factory):
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")))
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 endpoint on loopback (moto's standalone server), for the whole session. Yields a
+    function: bucket name -> a storage URI ``s3://bucket?endpoint_override=127.0.0.1:PORT&scheme=http``
+    (the bucket is created)."""
+    pytest.importorskip("moto.server", reason="moto[server] (the test extra) is not installed")
+    import pyarrow.fs as pafs
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail(f"moto's S3 server did not start on {endpoint}")
+            time.sleep(0.2)
+
+    def bucket(name: str) -> str:
+        pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", allow_bucket_creation=True).create_dir(name)
+        return f"s3://{name}?endpoint_override={endpoint}&scheme=http"
+
+    yield bucket
+    server.kill()
+    server.wait()
