@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ray_lth.cli import format_table, parse_overrides  # noqa: E402
 from ray_lth.config import ImpConfig  # noqa: E402
-from ray_lth.imp import STATE_FILE, TrajectoryState, run_trajectory  # noqa: E402
+from ray_lth.imp import run_trajectory  # noqa: E402
+from ray_lth.trajectory_state import STATE_FILE, TrajectoryState  # noqa: E402
 from ray_lth.pretrain import embedded_weights  # noqa: E402
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .config import ImpConfig
-from .imp import MASK_FILE, STATE_FILE, TrajectoryState, run_trajectory
+from .imp import run_trajectory
+from .trajectory_state import MASK_FILE, STATE_FILE, TrajectoryState
 from .masks import load_mask, read_mask_header, save_mask, sparsity
 from .tasks.ssl import SIMCLR_OPTIONS, check_simclr_options
 

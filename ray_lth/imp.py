@@ -8,19 +8,16 @@ checkpoint for the sweep). Every random draw of round k comes from a generator s
 """
 
 import functools
-import json
-import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
 
 import torch
 
 from .config import ImpConfig
 from .device import prepare_model, resolve_device
-from .masks import Mask, check_compatible, load_mask, mask_digest, ones_mask, save_mask, sparsity
+from .masks import check_compatible, load_mask, mask_digest, ones_mask, sparsity
 from .models import build_model, get_model_spec, prunable_parameters
 from .perturbation import perturb_mask
 from .pruning import prune
@@ -28,93 +25,8 @@ from .rewind import apply_mask, capture_state, check_state_keys, early_rewind_it
 from .selection import epoch_selection
 from .tasks import TASKS, build_task, load_pretrained_heads, wrap_for_training
 from .train import train_masked
+from .trajectory_state import RoundRecord, TrajectoryState
 from .weights import load_pretrained
-
-STATE_FILE = "trajectory.json"
-MASK_FILE = "mask_round_{:02d}.rlthmask"
-REWIND_FILE = "rewind_state.pt"
-
-
-@dataclass
-class RoundRecord:
-    round: int
-    sparsity: float  # over the prunable weights
-    metrics: Dict[str, float]
-    metric: float  # the task's primary metric (higher is better)
-    epochs: int  # epochs spent by the trajectory so far, this round included
-    seconds: float  # wall time of this round's training and evaluation
-    mask_digest: str
-    # SHA-256 of the whole model (backbone + heads, rewind_state's key layout) as the round started
-    start_digest: str = ""
-
-
-@dataclass
-class TrajectoryState:
-    """Everything needed to start round ``next_round``."""
-
-    next_round: int
-    mask: Mask  # the mask round ``next_round`` trains under
-    round_mask: Mask  # the mask the last finished round trained under
-    rewind_state: Dict[str, torch.Tensor]  # the whole model at θ_p, θ_0 or θ_k% (round 0's start for "reinit"); see rewind.py
-    records: List[RoundRecord] = field(default_factory=list)
-
-    def save(self, folder) -> Path:
-        """Write the state into ``folder``; ``trajectory.json`` goes last and atomically, so a
-        kill mid-save leaves the previous state readable. Masks are named by the round that trains
-        under them, so saving every round into one folder keeps every round's mask."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        last = self.next_round - 1
-        if not (folder / MASK_FILE.format(last)).exists():
-            save_mask(self.round_mask, folder / MASK_FILE.format(last), {"round": last})
-        save_mask(self.mask, folder / MASK_FILE.format(self.next_round), {"round": self.next_round})
-        _atomic_torch_save(self.rewind_state, folder / REWIND_FILE)
-        state = {"next_round": self.next_round, "records": [asdict(r) for r in self.records]}
-        tmp = folder / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, folder / STATE_FILE)
-        return folder
-
-    @staticmethod
-    def peek_next_round(folder) -> int:
-        state_path = Path(folder) / STATE_FILE
-        try:
-            return int(json.loads(state_path.read_text())["next_round"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{state_path}: unreadable trajectory state ({error})") from None
-
-    @classmethod
-    def load(cls, folder, next_round: Optional[int] = None) -> "TrajectoryState":
-        """Read a saved state, or an earlier round's (``next_round``) from a folder that kept
-        its masks. Raises ValueError (MaskFileError for a bad mask) naming the file."""
-        folder = Path(folder)
-        state_path = folder / STATE_FILE
-        newest = cls.peek_next_round(folder)
-        next_round = newest if next_round is None else next_round
-        if not 1 <= next_round <= newest:
-            raise ValueError(f"{state_path}: holds rounds up to {newest - 1}, not {next_round - 1}")
-        try:
-            records = [RoundRecord(**r) for r in json.loads(state_path.read_text())["records"]]
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{state_path}: unreadable trajectory state ({error})") from None
-        try:
-            rewind_state = torch.load(folder / REWIND_FILE, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise ValueError(f"{folder / REWIND_FILE}: unreadable rewind weights ({error})") from None
-        return cls(
-            next_round=next_round,
-            mask=load_mask(folder / MASK_FILE.format(next_round)),
-            round_mask=load_mask(folder / MASK_FILE.format(next_round - 1)),
-            rewind_state=rewind_state,
-            records=[r for r in records if r.round < next_round],
-        )
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
 
 @dataclass
 class RoundResult:

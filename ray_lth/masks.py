@@ -11,7 +11,6 @@ it, so a truncated or bit-flipped file is refused instead of loading as a wrong 
 
 import hashlib
 import json
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Dict, Iterable, Mapping, Union
 
 import numpy as np
 import torch
+
+from .storage import Location, location
 
 Mask = Dict[str, torch.Tensor]
 
@@ -65,9 +66,8 @@ def check_compatible(mask: Mapping[str, torch.Tensor], weights: Mapping[str, tor
         )
 
 
-def save_mask(mask: Mapping[str, torch.Tensor], path: Union[str, Path], metadata: Mapping = None) -> Path:
-    """Write ``mask`` bit-packed with a checksum; atomic (write then rename)."""
-    path = Path(path)
+def save_mask(mask: Mapping[str, torch.Tensor], path: Union[str, Path, Location], metadata: Mapping = None):
+    """Write ``mask`` bit-packed with a checksum, atomically, to a local path or a storage Location."""
     names = list(mask)
     bits = [mask[n].detach().to("cpu", torch.bool).reshape(-1).numpy() for n in names]
     payload = np.packbits(np.concatenate(bits)).tobytes() if bits else b""
@@ -81,22 +81,16 @@ def save_mask(mask: Mapping[str, torch.Tensor], path: Union[str, Path], metadata
     }
     header_bytes = zlib.compress(json.dumps(header).encode())
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes)) + header_bytes + payload
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(body + hashlib.sha256(body).digest())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    location(path).write_bytes(body + hashlib.sha256(body).digest())
+    return path if isinstance(path, Location) else Path(path)
 
 
-def read_mask_header(path: Union[str, Path]) -> dict:
-    return _read(Path(path))[0]
+def read_mask_header(path: Union[str, Path, Location]) -> dict:
+    return _read(path)[0]
 
 
-def load_mask(path: Union[str, Path]) -> Mask:
-    header, payload = _read(Path(path))
+def load_mask(path: Union[str, Path, Location]) -> Mask:
+    header, payload = _read(path)
     sizes = [int(np.prod(shape)) for shape in header["shapes"]]
     bits = np.unpackbits(np.frombuffer(payload, dtype=np.uint8), count=sum(sizes)).astype(bool)
     mask, start = {}, 0
@@ -108,9 +102,9 @@ def load_mask(path: Union[str, Path]) -> Mask:
     return mask
 
 
-def _read(path: Path):
+def _read(path):
     try:
-        data = path.read_bytes()
+        data = location(path).read_bytes()
     except FileNotFoundError:
         raise MaskFileError(f"mask file {path} does not exist") from None
     if len(data) < _PREFIX.size + _DIGEST_BYTES:

@@ -144,6 +144,12 @@ def location(uri: Union[str, Path, "Location"]) -> Location:
     return Location(fs, path.rstrip("/"), scheme)
 
 
+def on_filesystem(filesystem: pafs.FileSystem, path: str) -> Location:
+    """A Location from a pyarrow filesystem and a path in it (what Ray's StorageContext holds)."""
+    kind = filesystem.type_name
+    return Location(filesystem, path.rstrip("/"), "" if kind == "local" else {"gcs": "gs"}.get(kind, kind))
+
+
 def is_uri(value: Union[str, Path]) -> bool:
     return "://" in str(value) and not str(value).startswith("file://")
 

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from .config import ImpConfig
-from .imp import _INIT, MASK_FILE, REWIND_FILE, STATE_FILE, load_theta_p, round_generator
+from .imp import _INIT, load_theta_p, round_generator
+from .trajectory_state import MASK_FILE, REWIND_FILE, STATE_FILE
 from .masks import (Mask, MaskFileError, check_compatible, count_kept, count_total, load_mask, mask_digest,
                     read_mask_header, save_mask)
 from .models import build_model, get_model_spec, prunable_parameters

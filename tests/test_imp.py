@@ -5,7 +5,8 @@ from pathlib import Path
 import torch
 
 from ray_lth.config import ImpConfig
-from ray_lth.imp import TrajectoryState, run_trajectory
+from ray_lth.imp import run_trajectory
+from ray_lth.trajectory_state import TrajectoryState
 import pytest
 
 from ray_lth.masks import load_mask, mask_digest, save_mask

@@ -15,7 +15,8 @@ import torch
 import ray_lth.imp as imp
 from ray_lth.analysis.report import _series_label
 from ray_lth.config import ImpConfig
-from ray_lth.imp import TrajectoryState, run_trajectory
+from ray_lth.imp import run_trajectory
+from ray_lth.trajectory_state import TrajectoryState
 from ray_lth.models import build_model
 from ray_lth.naming import group_name
 from ray_lth.rewind import WRAPPER_PREFIX, early_rewind_iteration

@@ -18,16 +18,18 @@ import ray
 from ray import tune
 
 from ..config import ImpConfig
-from ..imp import TrajectoryState, run_trajectory
+from ..imp import run_trajectory
+from ..trajectory_state import TrajectoryState
 from ..naming import group_name, trial_name
 from ..progress import EpochProgressPrinter
+from ..storage import Location, on_filesystem
 from .console import RAY_WORKER_LOGGERS, quiet_ray_loggers
 
 TRAJECTORY_DIR = "trajectory"
 UPSTREAM_FAILED = "upstream_failed"  # set by DependencySearcher when a transfer trial cannot start
 
 
-def _candidate_states(folder: Path, label: str, all_rounds: bool) -> List[tuple]:
+def _candidate_states(folder, label: str, all_rounds: bool) -> List[tuple]:
     """(next_round, label, folder) for the rounds a saved folder could resume from: every round
     for the durable copy (it keeps every mask), the newest only for a Tune checkpoint."""
     try:
@@ -37,7 +39,7 @@ def _candidate_states(folder: Path, label: str, all_rounds: bool) -> List[tuple]
     return [(k, label, folder) for k in (range(newest, 0, -1) if all_rounds else [newest])]
 
 
-def resume_state(durable: Path, checkpoint_dir: Optional[Path]) -> Optional[TrajectoryState]:
+def resume_state(durable: Location, checkpoint_dir: Optional[Path]) -> Optional[TrajectoryState]:
     candidates = _candidate_states(durable, "trajectory copy", all_rounds=True)
     if checkpoint_dir is not None:
         candidates += _candidate_states(checkpoint_dir, "checkpoint", all_rounds=False)
@@ -74,7 +76,9 @@ def imp_trainable(config: dict, ray_logs: bool = True) -> None:
     if not ray_logs:
         quiet_ray_loggers(RAY_WORKER_LOGGERS)
     imp_config = ImpConfig.from_dict(config)
-    trial_dir = Path(tune.get_context().get_storage().trial_fs_path)
+    storage = tune.get_context().get_storage()
+    # a path inside Ray's storage filesystem (an object store on a cluster): never a local Path
+    trial_dir = on_filesystem(storage.storage_filesystem, storage.trial_fs_path)
     durable = trial_dir / TRAJECTORY_DIR
     checkpoint = tune.get_checkpoint()
     acknowledged = 0  # rounds the driver is known to have received (its checkpoint says so)
