@@ -132,7 +132,10 @@ class ImpConfig:
         schedule = values.setdefault("schedule", TASKS.get(task).schedule if task in TASKS.names() else "embedded")
         if task in TASKS.names():
             values.setdefault("selection", TASKS.get(task).selection)
-            trained_by_weights = TASKS.get(task).weights_trained_on_it and values.get("weights") \
+            entry = TASKS.get(task)
+            own_file = entry.weights_trained_on_it or (
+                entry.pretext_format is not None and values.get("weights_format") == entry.pretext_format)
+            trained_by_weights = own_file and values.get("weights") \
                 and values.get("rewind", cls.rewind) == "pretrained" and not values.get("mask_file")
             values.setdefault("train_dense", not trained_by_weights)
         if schedule not in SCHEDULES:

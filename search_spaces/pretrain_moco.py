@@ -6,7 +6,9 @@ momentum 0.99 (few steps a round), 5 rounds, 3 seeds, every round run.
 Paper scale, from local files: --weights <θ_MoCo, moco_v2_800ep_pretrain.pth.tar>
 --data-root <dir with imagenet/train, imagenet/val> --set model=resnet50 --set dataset=imagenet
 --set image_size=224 --set schedule=moco --set queue_size=65536 --set key_momentum=0.999
---set rounds=18 --gpus-per-trial 1."""
+--set rounds=18 --set weights_format=moco --gpus-per-trial 1
+(weights_format=moco: θ_p is this task's trained dense network, so round 0 scores it untrained
+and the first mask prunes its magnitudes, as the authors' IMP script)."""
 
 from ray_lth.spaces import SweepSpace
 

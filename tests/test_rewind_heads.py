@@ -225,3 +225,31 @@ def test_reinit_draws_every_round_anew_heads_included(resnet8_weights, round_sta
     assert not torch.equal(starts[1]["projector.0.weight"], starts[0]["projector.0.weight"])
     assert not torch.equal(starts[1]["trunk.layer1.0.conv1.weight"], _masked(starts[0], results[0].state.mask)[
         "trunk.layer1.0.conv1.weight"])
+
+
+def test_a_moco_file_on_its_own_task_is_the_dense_network_round_0_prunes_it_untrained(tmp_path, round_starts):
+    """As the authors' main_moco_imp.py (and SimCLR/main.py): the first mask is 20 % global magnitude
+    pruning of θ_p itself, before any training; round 1 trains from θ_p under that mask. Only with
+    weights_format naming the file's pretext task; 'auto' keeps the trained dense round."""
+    from ray_lth.models import get_model_spec, prunable_parameters
+
+    starts, _ = round_starts
+    backbone, _ = _moco_v2_file(tmp_path / "moco_v2.pth.tar")
+    values = dict(rewind="pretrained", weights=str(tmp_path / "moco_v2.pth.tar"), projection_dim=16, rounds=1,
+                  prune_fraction=0.2)
+    assert _config("moco", **values).train_dense  # weights_format=auto: the file may not be MoCo's
+    assert _config("simclr", **values, weights_format="moco").train_dense  # a MoCo file on simCLR: trains
+    config = _config("moco", **values, weights_format="moco")
+    assert not config.train_dense
+    round_0, round_1 = list(run_trajectory(config))
+    assert len(starts) == 1  # round 0 never entered training
+    assert (round_0.record.epochs, round_0.record.metrics["iterations"]) == (0, 0)
+    # independent reference: the global magnitude threshold of θ_p's prunable weights, by sorting
+    model = build_model("resnet8", 10)
+    model.load_state_dict({**model.state_dict(), **backbone})
+    weights = {k: p.detach() for k, p in prunable_parameters(model, get_model_spec("resnet8").never_pruned).items()}
+    everything = torch.cat([w.abs().flatten() for w in weights.values()])
+    threshold = everything.sort().values[round(0.2 * everything.numel()) - 1]
+    for name, keep in round_0.state.mask.items():
+        assert torch.equal(keep, weights[name].abs() > threshold), name
+    assert round_1.record.epochs == 1

@@ -33,6 +33,10 @@ class TaskEntry:
     # own head γ_p and is loaded with the backbone (every other task gets a new head), and θ_p is
     # already the trained dense network, so round 0 evaluates it instead of training it again
     weights_trained_on_it: bool = False
+    # the weights format pre-trained on this very task (a MoCo v2 file on the moco task): with
+    # weights_format set to it, θ_p is likewise the trained dense network and round 0 only scores
+    # it; the authors' main_moco_imp.py and SimCLR/main.py prune θ_p before any training
+    pretext_format: Optional[str] = None
 
 
 TASKS: Registry[TaskEntry] = Registry("task")
@@ -40,9 +44,10 @@ TASKS: Registry[TaskEntry] = Registry("task")
 
 def register_task(name: str, builder: Callable[..., Any], options: Optional[Dict[str, Any]] = None,
                   schedule: str = "embedded", check: Optional[Callable[[Dict[str, Any]], None]] = None,
-                  selection: str = "last", val_images: Optional[int] = None, weights_trained_on_it: bool = False) -> None:
+                  selection: str = "last", val_images: Optional[int] = None, weights_trained_on_it: bool = False,
+                  pretext_format: Optional[str] = None) -> None:
     TASKS.register(name)(TaskEntry(name, builder, dict(options or {}), schedule, check, selection, val_images,
-                                   weights_trained_on_it))
+                                   weights_trained_on_it, pretext_format))
 
 
 def task_options(name: str) -> Dict[str, Any]:
