@@ -93,7 +93,7 @@ class DataParallel:
         # buffers are not broadcast from rank 0 at every forward: BatchNorm statistics stay each
         # rank's own (rank 0's are evaluated), and MoCo's queue is kept equal by construction
         return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                                       broadcast_buffers=False)
+                                       forward_sync_buffers=False)
 
     def share_weight(self, count: int) -> torch.Tensor:
         """n_r·N/n for this rank's ``count`` of the global batch's n examples: weighting each rank's
@@ -114,6 +114,12 @@ class DataParallel:
         shares = [torch.empty_like(local) for _ in range(self.world_size)]
         dist.all_gather(shares, local.contiguous())
         return shares
+
+    def mean_over_ranks(self, value: float) -> float:
+        """The ranks' mean of ``value``: of their weighted losses, the global batch's loss."""
+        total = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(total)
+        return float(total) / self.world_size
 
     def own_share(self, batch: torch.Tensor) -> torch.Tensor:
         """This rank's positions of a global-order batch."""

@@ -276,6 +276,8 @@ def train_round(config: ImpConfig, task, round_index: int, state: TrajectoryStat
                              progress=None if progress is None else functools.partial(progress, round_index))
         if step_hook is not None:
             rewind_state = captured["state"]
+        if distributed is not None:  # each rank's loss is its weighted share: their mean is the global loss
+            stats["train_loss"] = distributed.mean_over_ranks(stats["train_loss"])
         metrics = {**(selection.round_metrics() if selection is not None else {}), **stats}
     trained = {name: p.detach() for name, p in prunable_parameters(model, spec.never_pruned).items()}
     return TrainedRound(metrics, trained, rewind_state, start_digest)

@@ -1,0 +1,178 @@
+"""Data-parallel rounds: 2 gloo ranks on the CPU against one process, MoCo's shuffled BN across
+ranks against a brute-force reference, and a sweep whose rounds run on 2 Ray Train workers."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from ray_lth.config import ImpConfig
+from ray_lth.distributed import DataParallel, ShardedBatches, check_global_batch
+from ray_lth.imp import run_trajectory, train_round
+from ray_lth.models import MODELS
+from ray_lth.models.registry import ModelSpec
+from ray_lth.tasks.ssl.moco import MoCoModel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class PlainNet(nn.Module):
+    """No BatchNorm (whose statistics are each rank's own on a CPU, where torch has no
+    SyncBatchNorm), in float64: two ranks then compute what one process computes, up to the
+    order of a sum, which float64 keeps far below any gap between two weights' magnitudes."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.layer1 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.layer2 = nn.Linear(8 * 8 * 8, 32)
+        self.fc = nn.Linear(32, num_classes)
+        self.double()
+
+    def forward(self, x):
+        x = torch.relu(self.layer1(torch.relu(self.conv1(x.to(torch.float64)))))
+        return self.fc(torch.relu(self.layer2(x.flatten(1))))  # 16-px digits: 8x8 maps
+
+
+if "dp_plain_net" not in MODELS:
+    MODELS.register("dp_plain_net")(ModelSpec("dp_plain_net", PlainNet, feature_dim=32))
+
+# digits: 1437 training images, so the last global batch of 64 (29 images) splits 15 / 14
+CONFIG = dict(model="dp_plain_net", task="digits", rewind="init", rounds=2, epochs=1, batch_size=64, seed=3,
+              device="cpu")
+
+
+def _spawn(function, folder: Path, *args, world_size: int = 2):
+    mp.spawn(function, args=(world_size, str(folder), *args), nprocs=world_size, join=True)
+
+
+def _init(rank: int, world_size: int, folder: str) -> DataParallel:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{folder}/process_group", rank=rank, world_size=world_size)
+    return DataParallel(rank, world_size, torch.device("cpu"))
+
+
+def _trajectory_rank(rank: int, world_size: int, folder: str, config: dict) -> None:
+    """One rank: the whole trajectory, each round trained as this rank (rank 0's scores shared,
+    as the Ray runner returns them); what the parent compares goes to a file per rank."""
+    parallel = _init(rank, world_size, folder)
+    optimizers = []
+
+    class RecordingSGD(torch.optim.SGD):  # this child process only: to read the momentum after training
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            optimizers.append(self)
+
+    torch.optim.SGD = RecordingSGD
+    checks = {}
+
+    def runner(config, task, round_index, state, device, progress):
+        trained = train_round(config, task, round_index, state, device, progress, distributed=parallel)
+        metrics = [trained.metrics]
+        dist.broadcast_object_list(metrics, src=0)
+        trained.metrics = metrics[0]
+        by_storage = {t.data_ptr(): name for name, t in trained.trained.items()}
+        optimizer = optimizers[-1]
+        pruned_weights, pruned_momenta, kept_momenta = [], [], []
+        for p in optimizer.param_groups[0]["params"]:
+            if p.data_ptr() in by_storage:
+                pruned = ~state.mask[by_storage[p.data_ptr()]]
+                momentum = optimizer.state[p]["momentum_buffer"]
+                pruned_weights.append(p.detach()[pruned])
+                pruned_momenta.append(momentum[pruned])
+                kept_momenta.append(momentum[~pruned])
+        checks[round_index] = {"pruned": int(sum(t.numel() for t in pruned_weights)),
+                               "pruned_weights_nonzero": int(sum((t != 0).sum() for t in pruned_weights)),
+                               "pruned_momenta_nonzero": int(sum((t != 0).sum() for t in pruned_momenta)),
+                               "kept_momenta_nonzero": int(sum((t != 0).sum() for t in kept_momenta))}
+        return trained
+
+    results = list(run_trajectory(ImpConfig.from_dict(config), round_runner=runner))
+    torch.save({"records": [r.record for r in results], "masks": [r.state.mask for r in results],
+                "checks": checks},
+               f"{folder}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_two_ranks_train_the_trajectory_one_process_trains(tmp_path):
+    """Same seed, global batch and data: the same masks after every round's pruning, and scores
+    within 1e-6 (float64 training; the test set is scored in float32 logits)."""
+    one = list(run_trajectory(ImpConfig.from_dict(CONFIG)))
+    _spawn(_trajectory_rank, tmp_path, {**CONFIG, "workers_per_trial": 2})
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    for rank in ranks:
+        assert len(rank["masks"]) == len(one) == 3
+        for ours, theirs in zip(rank["masks"], one):
+            assert ours.keys() == theirs.state.mask.keys()
+            assert all(torch.equal(ours[k], theirs.state.mask[k]) for k in ours)
+        for ours, theirs in zip(rank["records"], one):
+            assert ours.mask_digest == theirs.record.mask_digest and ours.start_digest == theirs.record.start_digest
+            assert ours.metrics.keys() == theirs.record.metrics.keys()
+            for key, value in theirs.record.metrics.items():
+                assert ours.metrics[key] == pytest.approx(value, abs=1e-6), key
+    assert one[-1].record.sparsity > 0.3 and one[0].record.metric > 0.3  # it learned, and it pruned
+    for rank in ranks:  # rounds 1 and 2 trained under a mask: its zeros stayed zero, weights and momentum
+        for round_index in (1, 2):
+            check = rank["checks"][round_index]
+            assert check["pruned"] > 0 and check["kept_momenta_nonzero"] > 0
+            assert check["pruned_weights_nonzero"] == 0 and check["pruned_momenta_nonzero"] == 0
+
+
+def _keys_rank(rank: int, world_size: int, folder: str, images: torch.Tensor, order: torch.Tensor,
+               groups: int) -> None:
+    parallel = _init(rank, world_size, folder)
+    local = images[rank::world_size]  # this rank's share of the global batch
+
+    def encode(group):  # a key encoder whose output depends on its group's statistics, as under BatchNorm
+        return 10 * group + group.mean(dim=0, keepdim=True)
+
+    keys = parallel.shuffled_keys(encode, local, order, groups // world_size)
+    torch.save({"keys": keys, "own": parallel.own_share(keys), "gathered": parallel.gather(local)},
+               f"{folder}/keys{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_moco_shuffled_batch_norm_across_two_ranks_is_a_permutation_undone_exactly(tmp_path):
+    images = torch.randn(12, 5, generator=torch.Generator().manual_seed(0))
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(1))
+    groups = 4  # shuffle_bn_splits: 2 groups of 3 keys on each rank
+    _spawn(_keys_rank, tmp_path, images, order, groups)
+    # brute force: image i sits at position p of the shuffled batch, in group p // 3; its key is
+    # 10·x_i plus the mean of that group's images
+    position = {int(i): p for p, i in enumerate(order)}
+    expected = torch.stack([10 * images[i] + images[order[(position[i] // 3) * 3:(position[i] // 3 + 1) * 3]].mean(0)
+                            for i in range(12)])
+    unshuffled = torch.stack([10 * images[i] + images[(i // 3) * 3:(i // 3 + 1) * 3].mean(0) for i in range(12)])
+    assert not torch.allclose(expected, unshuffled)  # the shuffle changes which keys share statistics
+    one_process = MoCoModel.keys(SimpleNamespace(key=lambda g: 10 * g + g.mean(0, keepdim=True),
+                                                 shuffle_bn_splits=groups), images, order)
+    for rank in range(2):
+        result = torch.load(tmp_path / f"keys{rank}.pt")
+        assert torch.equal(result["gathered"], images)  # the shares back in the global batch's order
+        assert torch.allclose(result["keys"], expected, atol=1e-6, rtol=0)
+        assert torch.allclose(result["keys"], one_process, atol=1e-6, rtol=0)
+        assert torch.equal(result["own"], result["keys"][rank::2])
+
+
+def test_sharded_batches_cover_each_global_batch_once_and_the_batch_must_divide():
+    batches = [list(range(0, 64)), list(range(64, 93))]
+    shares = [list(ShardedBatches(batches, rank, 2)) for rank in range(2)]
+    for index, batch in enumerate(batches):
+        assert sorted(shares[0][index] + shares[1][index]) == batch
+    assert [len(s[1]) for s in shares] == [15, 14]
+    assert check_global_batch(256, 8) == 32
+    with pytest.raises(ValueError, match="batch_size=100 is the global batch.*multiple of 8"):
+        ImpConfig.from_dict({**CONFIG, "batch_size": 100, "workers_per_trial": 8})
+    with pytest.raises(ValueError, match="data-parallel rounds run in a sweep"):
+        list(run_trajectory(ImpConfig.from_dict({**CONFIG, "workers_per_trial": 2})))
