@@ -176,3 +176,39 @@ def test_sharded_batches_cover_each_global_batch_once_and_the_batch_must_divide(
         ImpConfig.from_dict({**CONFIG, "batch_size": 100, "workers_per_trial": 8})
     with pytest.raises(ValueError, match="data-parallel rounds run in a sweep"):
         list(run_trajectory(ImpConfig.from_dict({**CONFIG, "workers_per_trial": 2})))
+
+
+def _launch(address, storage, name, weights, epochs, *extra):
+    """A one-trial sweep of 2 rounds (0 and 1) whose rounds train on 2 Ray Train workers of 0.99
+    CPU each (the trial holds 0.01 CPU: 2 CPUs in all, the shared instance's)."""
+    command = [sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", address, "--storage", str(storage),
+               "--name", name, "--space", "quick", "--weights", str(weights), "--set", "model=resnet8",
+               "--set", "task=digits", "--set", "pruning=global", "--set", "seed=[0]", "--set", "rounds=1",
+               "--set", f"epochs={epochs}", "--set", "device=cpu", "--patience", "100",
+               "--workers-per-trial", "2", "--cpus-per-worker", "0.99", *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _rows(experiment):
+    with open(experiment / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _results(experiment):
+    return [json.loads(line) for f in experiment.glob("*/result.json") for line in f.read_text().splitlines()
+            if line.strip()]
+
+
+def test_a_sweep_over_two_workers_per_trial_runs_end_to_end(ray_cluster, resnet8_weights, tmp_path):
+    launcher = _launch(ray_cluster, tmp_path, "ddp", resnet8_weights, 1)
+    output, _ = launcher.communicate(timeout=600)
+    assert launcher.returncode == 0, output[-4000:]
+    experiment = tmp_path / "ddp"
+    rows = _rows(experiment)
+    assert sorted(int(r["round"]) for r in rows) == [0, 1], output[-3000:]
+    assert float(rows[0]["metric"]) > 0.2  # digits: 0.1 is chance
+    (trial,) = [p for p in experiment.iterdir() if (p / "trajectory").is_dir()]
+    assert len(list((trial / "trajectory").glob("mask_round_*.rlthmask"))) == 3  # rounds 0, 1 and the next
+    assert list((trial / "data_parallel").iterdir()) == []  # each round's trainer folder went once read
+    assert (experiment / "report" / "README.md").exists() and (experiment / "summary.csv").exists()
