@@ -200,14 +200,48 @@ def _results(experiment):
             if line.strip()]
 
 
-def test_a_sweep_over_two_workers_per_trial_runs_end_to_end(ray_cluster, resnet8_weights, tmp_path):
-    launcher = _launch(ray_cluster, tmp_path, "ddp", resnet8_weights, 1)
-    output, _ = launcher.communicate(timeout=600)
-    assert launcher.returncode == 0, output[-4000:]
+def _train_worker_pids():
+    """The processes of the running Ray Train workers (Ray titles them ray::RayTrainWorker…)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"RayTrainWorker" in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue  # gone meanwhile
+    return pids
+
+
+def test_a_sweep_over_two_workers_per_trial_survives_a_rank_killed_mid_round(ray_cluster, resnet8_weights, tmp_path):
+    """End to end through the launcher; one rank of round 1 is killed while it trains: Ray Train
+    restarts the worker group, the round reruns from its rewind point, and the results hold
+    rounds 0 and 1 once each, with their masks and the report."""
+    launcher = _launch(ray_cluster, tmp_path, "ddp", resnet8_weights, 4)
     experiment = tmp_path / "ddp"
+    deadline = time.time() + 400
+    while not any(r.get("round") == 0 for r in _results(experiment)):  # round 1's trainer starts next
+        assert time.time() < deadline and launcher.poll() is None, "round 0 never reported"
+        time.sleep(0.5)
+    while len(_train_worker_pids()) < 2:
+        assert time.time() < deadline and launcher.poll() is None, "round 1's workers never started"
+        time.sleep(0.2)
+    time.sleep(8)  # their setup (imports, data), then into the round's epochs
+    first_attempt = set(_train_worker_pids())
+    os.kill(max(first_attempt), signal.SIGKILL)
+    assert not any(r.get("round") == 1 for r in _results(experiment)), "round 1 ended before the kill"
+    rerun = set()
+    while launcher.poll() is None:
+        rerun |= set(_train_worker_pids()) - first_attempt
+        time.sleep(0.2)
+    output, _ = launcher.communicate(timeout=60)
+    assert launcher.returncode == 0, output[-4000:]
+    assert len(rerun) >= 2, output[-3000:]  # a new worker group ran the round again
     rows = _rows(experiment)
     assert sorted(int(r["round"]) for r in rows) == [0, 1], output[-3000:]
     assert float(rows[0]["metric"]) > 0.2  # digits: 0.1 is chance
+    reported = _results(experiment)
+    assert sorted(r["round"] for r in reported) == [0, 1]  # each round reported once
+    assert len({r["pid"] for r in reported}) == 1  # the trial itself never restarted: Ray Train reran the round
     (trial,) = [p for p in experiment.iterdir() if (p / "trajectory").is_dir()]
     assert len(list((trial / "trajectory").glob("mask_round_*.rlthmask"))) == 3  # rounds 0, 1 and the next
     assert list((trial / "data_parallel").iterdir()) == []  # each round's trainer folder went once read
