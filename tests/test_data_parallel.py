@@ -165,6 +165,40 @@ def test_moco_shuffled_batch_norm_across_two_ranks_is_a_permutation_undone_exact
         assert torch.equal(result["own"], result["keys"][rank::2])
 
 
+MOCO = dict(model="resnet8", task="moco", rewind="init", rounds=0, epochs=1, batch_size=32, seed=0, device="cpu",
+            train_images=128, eval_images=64, queue_size=64, shuffle_bn_splits=4, retrieval_batch_size=32)
+
+
+def _moco_rank(rank: int, world_size: int, folder: str) -> None:
+    parallel = _init(rank, world_size, folder)
+    from ray_lth.imp import _fresh_model
+    from ray_lth.masks import ones_mask
+    from ray_lth.models import get_model_spec, prunable_parameters
+    from ray_lth.rewind import capture_state
+    from ray_lth.tasks import build_task, wrap_for_training
+
+    config = ImpConfig.from_dict({**MOCO, "workers_per_trial": world_size})
+    task = build_task(config.task, None, config.image_size, 0, **config.task_options)
+    spec, model = _fresh_model(config, task.num_outputs, 0)
+    trained_model = wrap_for_training(task, model, spec)
+    start = SimpleNamespace(mask=ones_mask(prunable_parameters(model, get_model_spec(config.model).never_pruned)),
+                            rewind_state=capture_state(model, trained_model))
+    trained = train_round(config, task, 0, start, torch.device("cpu"), distributed=parallel)
+    torch.save({"metrics": trained.metrics, "trained": trained.trained}, f"{folder}/moco{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_a_moco_round_trains_over_two_ranks_in_step(tmp_path):
+    """MoCo's distributed loss (DDP through the query encoder, keys shuffled across ranks, the
+    queue fed by both): both ranks end on the same weights; only rank 0 scores."""
+    _spawn(_moco_rank, tmp_path)
+    ranks = [torch.load(tmp_path / f"moco{r}.pt") for r in range(2)]
+    assert all(torch.equal(ranks[0]["trained"][k], ranks[1]["trained"][k]) for k in ranks[0]["trained"])
+    assert ranks[0]["metrics"]["iterations"] == ranks[1]["metrics"]["iterations"] == 4  # 128 images / 32
+    assert ranks[0]["metrics"]["train_loss"] == ranks[1]["metrics"]["train_loss"] > 0
+    assert 0 <= ranks[0]["metrics"]["retrieval_top1"] <= 1 and "retrieval_top1" not in ranks[1]["metrics"]
+
+
 def test_sharded_batches_cover_each_global_batch_once_and_the_batch_must_divide():
     batches = [list(range(0, 64)), list(range(64, 93))]
     shares = [list(ShardedBatches(batches, rank, 2)) for rank in range(2)]
@@ -246,3 +280,35 @@ def test_a_sweep_over_two_workers_per_trial_survives_a_rank_killed_mid_round(ray
     assert len(list((trial / "trajectory").glob("mask_round_*.rlthmask"))) == 3  # rounds 0, 1 and the next
     assert list((trial / "data_parallel").iterdir()) == []  # each round's trainer folder went once read
     assert (experiment / "report" / "README.md").exists() and (experiment / "summary.csv").exists()
+
+
+def _dp_space(weights, **resources):
+    from ray_lth.spaces import SweepSpace
+
+    fixed = dict(model="resnet8", task="digits", rewind="pretrained", rounds=1, epochs=1, weights=str(weights),
+                 device="cpu", workers_per_trial=2)
+    return SweepSpace("dp", fixed=fixed, grid=dict(seed=[0]), weights="none", **resources)
+
+
+def test_a_data_parallel_trial_reserves_next_to_nothing_and_the_space_is_checked(resnet8_weights):
+    from ray_lth.tune.sweep import trial_resources
+
+    space = _dp_space(resnet8_weights, cpus_per_trial=4, gpus_per_trial=1)
+    assert trial_resources(space) == {"cpu": 0.01, "gpu": 0}  # its workers hold the rest
+    assert trial_resources(_dp_space(resnet8_weights).with_overrides({"workers_per_trial": 1})) == {"cpu": 1.0,
+                                                                                                    "gpu": 0.0}
+    assert [c.workers_per_trial for c in space.validate()] == [2]
+    with pytest.raises(ValueError, match="workers_per_trial is one value for the whole sweep"):
+        space.with_overrides({"workers_per_trial": [1, 2]}).validate()
+    with pytest.raises(ValueError, match="simclr.*GPUs only: give --gpus-per-worker"):
+        space.with_overrides({"task": "simclr", "rewind": "init", "weights": None}).validate()
+
+
+def test_trials_whose_workers_can_never_be_placed_are_refused_before_any_trial(ray_cluster, resnet8_weights,
+                                                                              tmp_path):
+    from ray_lth.tune.sweep import SweepError, run_sweep
+
+    with pytest.raises(SweepError, match=r"2 workers of 1 CPU \(and itself 0.01 CPU\): 2.01 CPU in all"):
+        run_sweep(_dp_space(resnet8_weights, cpus_per_worker=1), tmp_path, "toolarge", verbose=0)
+    with pytest.raises(SweepError, match="2 workers of 0.5 GPU.*--gpus-per-worker"):
+        run_sweep(_dp_space(resnet8_weights, gpus_per_worker=0.5), tmp_path, "nogpu", verbose=0)
