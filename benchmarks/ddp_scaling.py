@@ -8,11 +8,12 @@ Each N trains the same round (the same mask at 20 % sparsity, seed, global batch
 ``imp.train_round``: N = 1 is the one-process path, N > 1 spawns N processes that each run it
 as one rank (``distributed.DataParallel``; what a Ray Train worker runs, without Ray's ~10–15 s
 start per round). Throughput is training images per second over the round's epochs, from the
-first batch to the end of the last epoch (model building and evaluation left out); efficiency is
-throughput ÷ (N × the one-process throughput).
+first batch to the end of the last epoch (model building and evaluation left out), the median of
+``--repeats`` turns; efficiency is throughput ÷ (N × the one-process throughput).
 """
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -93,24 +94,30 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="the global batch")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads-per-worker", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     if args.workers[0] != 1:
         parser.error("--workers must start with 1: efficiency is measured against one process")
     if args.device == "cuda" and max(args.workers) > torch.cuda.device_count():
         parser.error(f"--workers {max(args.workers)} needs as many GPUs; torch sees {torch.cuda.device_count()}")
-    images = None
-    rows, base = [], None
+    configs = {workers: ImpConfig.from_dict(dict(model=args.model, task=args.task, rewind="init", epochs=args.epochs,
+                                                 batch_size=args.batch_size, image_size=args.image_size,
+                                                 device=args.device, workers_per_trial=workers))
+               for workers in args.workers}
+    task = build_task(args.task, None, args.image_size, 0, **configs[1].task_options)
+    images = min(task.batches_per_epoch(args.batch_size) * args.batch_size, len(task.train_set)) * args.epochs
+    # the Ns take turns, --repeats times, and each keeps its median: drift in the machine's load
+    # (shared cores) hits every N alike
+    seconds = {workers: [] for workers in args.workers}
+    for repeat in range(args.repeats):
+        for workers in args.workers:
+            seconds[workers].append(measure(configs[workers], workers, args.device, args.threads_per_worker))
+            print(f"repeat {repeat + 1}, N={workers}: {images / seconds[workers][-1]:.0f} images/s", flush=True)
+    base = images / statistics.median(seconds[1])
+    rows = []
     for workers in args.workers:
-        config = ImpConfig.from_dict(dict(model=args.model, task=args.task, rewind="init", epochs=args.epochs,
-                                          batch_size=args.batch_size, image_size=args.image_size, device=args.device,
-                                          workers_per_trial=workers))
-        if images is None:
-            task = build_task(config.task, None, config.image_size, 0, **config.task_options)
-            images = min(task.batches_per_epoch(args.batch_size) * args.batch_size, len(task.train_set))
-        throughput = images * args.epochs / measure(config, workers, args.device, args.threads_per_worker)
-        base = base or throughput
+        throughput = images / statistics.median(seconds[workers])
         rows.append([workers, f"{throughput:.0f}", f"{throughput / base:.2f}", f"{throughput / (workers * base):.2f}"])
-        print(f"N={workers}: {throughput:.0f} images/s", flush=True)
     print(f"\n{args.model} on {args.task} ({args.image_size} px), global batch {args.batch_size}, {args.device}, "
           f"{args.threads_per_worker} thread(s) a worker")
     print(format_table(["workers", "images/s", "speed-up", "efficiency vs linear"], rows))

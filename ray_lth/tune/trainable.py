@@ -105,6 +105,9 @@ def imp_trainable(config: dict, ray_logs: bool = True, worker_resources: Optiona
     progress = EpochProgressPrinter(trial_name(config))
     round_runner = None
     if imp_config.workers_per_trial > 1:
+        if worker_resources is None:
+            raise ValueError(f"workers_per_trial={imp_config.workers_per_trial}: data-parallel trials run in grid "
+                             f"spaces (SweepSpace), whose cpus_per_worker / gpus_per_worker their workers hold")
         storage = tune.get_context().get_storage()
         round_runner = DataParallelRounds(worker_resources, storage.storage_filesystem,
                                           f"{storage.trial_fs_path}/{DATA_PARALLEL_DIR}")
