@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ray_lth.cli import format_table, parse_overrides  # noqa: E402
 from ray_lth.ablation import TemperatureAblationSpace, derive_upstream_mask, format_temperature_table  # noqa: E402
-from ray_lth.spaces import check_weights_fit, load_space, resolve_weights, space_names  # noqa: E402
+from ray_lth.spaces import SweepSpace, check_weights_fit, load_space, resolve_weights, space_names  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -48,6 +48,10 @@ def parse_args(argv=None):
     parser.add_argument("--weights", help="pre-trained weights file θ_p (torchvision, MoCo v2 or simCLR format)")
     parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (0.25: four share one)")
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial, fractions allowed")
+    parser.add_argument("--workers-per-trial", type=int,
+                        help="train each round over N Ray Train workers (DDP); batch_size stays the global batch")
+    parser.add_argument("--gpus-per-worker", type=float, help="GPUs of each worker of a --workers-per-trial trial")
+    parser.add_argument("--cpus-per-worker", type=float, help="CPUs of each worker of a --workers-per-trial trial")
     parser.add_argument("--patience", type=int,
                         help="pruned rounds in a row whose seed-mean may fail to match before the group's trajectories stop")
     parser.add_argument("--num-cpus", type=int, help="CPUs for a local Ray instance (default: all)")
@@ -66,10 +70,15 @@ def main(argv=None) -> int:
         space = load_space(args.space)
     except ValueError as error:
         parser.error(str(error))
+    worker_flags = (args.workers_per_trial, args.gpus_per_worker, args.cpus_per_worker)
+    if not isinstance(space, SweepSpace) and any(flag is not None for flag in worker_flags):
+        parser.error(f"--space {args.space}: --workers-per-trial, --gpus-per-worker and --cpus-per-worker apply to "
+                     f"grid spaces (SweepSpace)")
     if isinstance(space, TemperatureAblationSpace):
         return run_ablation(parser, args, space, storage, name)
     try:
-        space = _with_flags(space, args, ("gpus_per_trial", "cpus_per_trial", "patience"))
+        space = _with_flags(space, args, ("gpus_per_trial", "cpus_per_trial", "patience", "gpus_per_worker",
+                                          "cpus_per_worker"))
         if not args.resume:
             # validate every grid point before Ray starts (the embedded θ_p is pre-trained here once)
             space = resolve_weights(space, args.weights, storage / ".ray_lth_cache")
@@ -106,6 +115,8 @@ def _with_flags(space, args, resource_flags):
     overrides = parse_overrides(args.set)
     if args.data_root:
         overrides["data_root"] = str(Path(args.data_root).resolve())
+    if args.workers_per_trial is not None:
+        overrides["workers_per_trial"] = args.workers_per_trial  # an ImpConfig field: checked with the batch size
     if isinstance(overrides.get("mask_file"), str):
         overrides["mask_file"] = str(Path(overrides["mask_file"]).resolve())  # trials run elsewhere
     space = space.with_overrides(overrides)

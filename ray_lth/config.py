@@ -11,15 +11,18 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
+from .distributed import check_global_batch
 from .models import MODELS
 from .perturbation import MASK_PERTURBATIONS
 from .pruning import PRUNING_METHODS
 from .rewind import REWIND_POINTS
 from .selection import SELECTIONS
-from .tasks import TASKS, check_task_options, task_options
+from .tasks import CLASSIFICATION_TASKS, TASKS, check_task_options, task_options
 from .tasks.validation_split import TRAIN_IMAGES
 from .train import SCHEDULES, TRAIN_FIELDS, TrainHparams, schedule_for
 from .weights import WEIGHTS_FORMATS
+
+DATA_PARALLEL_TASKS = CLASSIFICATION_TASKS + ("simclr", "moco")  # the tasks whose rounds may span workers
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class ImpConfig:
     image_size: int = 16
     device: str = "auto"
     num_workers: int = 0
+    # data-parallel rounds (distributed.py): each round trains over this many workers, splitting
+    # the global batch_size among them; 1 is the one-process round
+    workers_per_trial: int = 1
     task_options: Dict[str, Any] = field(default_factory=dict)  # the task's declared options, completed
 
     def __post_init__(self):
@@ -96,6 +102,22 @@ class ImpConfig:
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {self.image_size}")
         object.__setattr__(self, "task_options", check_task_options(self.task, self.task_options))
+        self._check_data_parallel()
+
+    def _check_data_parallel(self) -> None:
+        workers = self.workers_per_trial
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers_per_trial must be an integer >= 1, got {workers!r}")
+        if workers == 1:
+            return
+        if self.task not in DATA_PARALLEL_TASKS:
+            raise ValueError(f"workers_per_trial={workers}: task {self.task!r} trains in one process; data-parallel "
+                             f"rounds run the classification tasks, simclr and moco")
+        check_global_batch(self.train.batch_size, workers)
+        splits = self.task_options.get("shuffle_bn_splits")
+        if self.task == "moco" and splits % workers:
+            raise ValueError(f"shuffle_bn_splits={splits} must be a multiple of workers_per_trial={workers}: "
+                             f"each worker encodes shuffle_bn_splits / workers_per_trial groups of the shuffled keys")
 
     def _check_validation_split(self) -> None:
         default_size = TASKS.get(self.task).val_images

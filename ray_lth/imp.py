@@ -58,14 +58,22 @@ def load_theta_p(model, spec, task_name: str, path, weights_format: str) -> str:
 
 
 def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, task=None,
-                   progress: Optional[Callable[..., None]] = None) -> Iterator[RoundResult]:
+                   progress: Optional[Callable[..., None]] = None,
+                   round_runner: Optional[Callable[..., "TrainedRound"]] = None) -> Iterator[RoundResult]:
     """Run rounds ``state.next_round``..``config.rounds`` (all of them when ``state`` is None).
 
     ``progress(round, epochs_done, epochs, epoch_loss, seconds)`` runs after every epoch.
+    ``round_runner`` trains each round (``train_round``'s signature; by default ``train_round``
+    itself, here): the data-parallel runner of ``ray_lth/tune/data_parallel.py`` runs it over
+    several workers instead. Pruning and the records stay here either way.
 
     With ``config.mask_file`` round 0 fine-tunes a transferred ticket under that fixed mask
     (``rounds=0`` for a transfer trial: no further pruning)."""
+    if config.workers_per_trial > 1 and round_runner is None:
+        raise ValueError(f"workers_per_trial={config.workers_per_trial}: data-parallel rounds run in a sweep "
+                         f"(launchers/sweep.py --workers-per-trial), which starts their workers")
     device = resolve_device(config.device)
+    round_runner = round_runner or train_round
     task = task or build_task(config.task, config.data_root, config.image_size, config.num_workers,
                               val_images=config.val_images, **config.task_options)
     if state is None:
@@ -97,43 +105,10 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
     for round_index in range(state.next_round, config.rounds + 1):
         started = time.perf_counter()
         mask = state.mask
-        spec, model = _fresh_model(config, task.num_outputs, round_index)
-        # the task may train the backbone inside a wrapper (projection head, detector) that shares
-        # its parameters: the mask and pruning stay the backbone's
-        trained_model = wrap_for_training(task, model, spec)
-        if round_index > 0 and config.rewind == "reinit":
-            apply_mask(model, mask, trained_model)  # this round's own fresh random init, heads included
-        else:
-            # every round restarts from the whole model at the rewind point (Algorithm 1's
-            # (θ_p, γ_p)); round 0 from θ_p or θ_0, held as the rewind state until θ_k% replaces it
-            restore_state(model, state.rewind_state, mask, trained_model)
-        start_digest = state_digest(capture_state(model, trained_model))
-        prepare_model(trained_model, device)
-
-        rewind_state = state.rewind_state
-        step_hook = None
-        if round_index == 0 and config.rewind == "early" and not config.rewind_file:
-            capture_at = early_rewind_iteration(config.train.epochs * task.batches_per_epoch(config.train.batch_size),
-                                                config.rewind_fraction)
-            captured = {}
-
-            def step_hook(iteration, model=model, trained_model=trained_model, captured=captured,
-                          capture_at=capture_at):
-                if iteration == capture_at:
-                    captured["state"] = capture_state(model, trained_model)
-
-        if round_index == 0 and not config.train_dense:
-            # θ_p is the dense network trained on this very task: score it, prune its magnitudes
-            metrics = {**task.evaluate(trained_model, device), "iterations": 0}
-        else:
-            selection = epoch_selection(config.selection, task, trained_model, device)
-            stats = train_masked(trained_model, task, config.train, mask, device,
-                                 round_generator(config.seed, round_index, _DATA), step_hook, masked_module=model,
-                                 epoch_hook=selection.after_epoch,
-                                 progress=None if progress is None else functools.partial(progress, round_index))
-            if step_hook is not None:
-                rewind_state = captured["state"]
-            metrics = {**selection.round_metrics(), **stats}
+        trained_round = round_runner(config, task, round_index, state, device, progress)
+        metrics = trained_round.metrics
+        rewind_state = trained_round.rewind_state
+        start_digest = trained_round.start_digest
 
         record = RoundRecord(
             round=round_index,
@@ -146,9 +121,75 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
             start_digest=start_digest,
         )
         records.append(record)
-        trained = {name: p.detach() for name, p in prunable_parameters(model, spec.never_pruned).items()}
-        next_mask = prune(config.pruning, trained, mask, config.prune_fraction,
+        next_mask = prune(config.pruning, trained_round.trained, mask, config.prune_fraction,
                           round_generator(config.seed, round_index, _PRUNE))
         state = TrajectoryState(next_round=round_index + 1, mask=next_mask, round_mask=mask,
                                 rewind_state=rewind_state, records=list(records))
         yield RoundResult(record, state)
+
+
+@dataclass
+class TrainedRound:
+    """What training one round gives back to its trajectory."""
+
+    metrics: Dict[str, float]  # the round's reported scores and training statistics
+    trained: Dict[str, torch.Tensor]  # the prunable weights after training: what pruning ranks
+    rewind_state: Dict[str, torch.Tensor]  # what later rounds restart from: θ_k% once round 0 captured it
+    start_digest: str  # state_digest of the whole model as the round started
+
+
+def train_round(config: ImpConfig, task, round_index: int, state: TrajectoryState, device: torch.device,
+                progress: Optional[Callable[..., None]] = None, distributed=None) -> TrainedRound:
+    """Build the model, restore the rewind state under ``state.mask``, then train (or, for a
+    round 0 that only scores θ_p, evaluate) and collect what pruning and the next rounds need.
+
+    ``distributed`` (a ``ray_lth.distributed.DataParallel``) makes this one rank of a data-parallel
+    round: the model trains under DDP on the rank's share of every global batch; only the main
+    rank evaluates (on the full test set, as one process would), the others report no scores."""
+    mask = state.mask
+    spec, model = _fresh_model(config, task.num_outputs, round_index)
+    # the task may train the backbone inside a wrapper (projection head, detector) that shares
+    # its parameters: the mask and pruning stay the backbone's
+    trained_model = wrap_for_training(task, model, spec)
+    if round_index > 0 and config.rewind == "reinit":
+        apply_mask(model, mask, trained_model)  # this round's own fresh random init, heads included
+    else:
+        # every round restarts from the whole model at the rewind point (Algorithm 1's
+        # (θ_p, γ_p)); round 0 from θ_p or θ_0, held as the rewind state until θ_k% replaces it
+        restore_state(model, state.rewind_state, mask, trained_model)
+    start_digest = state_digest(capture_state(model, trained_model))
+    prepare_model(trained_model, device)
+    scores = distributed is None or distributed.is_main
+
+    rewind_state = state.rewind_state
+    step_hook = None
+    if round_index == 0 and config.rewind == "early" and not config.rewind_file:
+        capture_at = early_rewind_iteration(config.train.epochs * task.batches_per_epoch(config.train.batch_size),
+                                            config.rewind_fraction)
+        captured = {}
+
+        def step_hook(iteration, model=model, trained_model=trained_model, captured=captured,
+                      capture_at=capture_at):
+            if iteration == capture_at:
+                captured["state"] = capture_state(model, trained_model)
+
+    if round_index == 0 and not config.train_dense:
+        # θ_p is the dense network trained on this very task: score it, prune its magnitudes
+        metrics = {**(task.evaluate(trained_model, device) if scores else {}), "iterations": 0}
+    else:
+        # selection scores the unwrapped model: evaluation runs no collective, on the main rank only
+        selection = epoch_selection(config.selection, task, trained_model, device) if scores else None
+        training_model, training_task = trained_model, task
+        if distributed is not None:
+            training_model, training_task = distributed.wrap_model(trained_model, task), distributed.shard(task)
+        stats = train_masked(training_model, training_task, config.train, mask, device,
+                             round_generator(config.seed, round_index, _DATA), step_hook, masked_module=model,
+                             epoch_hook=None if selection is None else selection.after_epoch,
+                             progress=None if progress is None else functools.partial(progress, round_index))
+        if step_hook is not None:
+            rewind_state = captured["state"]
+        if distributed is not None:  # each rank's loss is its weighted share: their mean is the global loss
+            stats["train_loss"] = distributed.mean_over_ranks(stats["train_loss"])
+        metrics = {**(selection.round_metrics() if selection is not None else {}), **stats}
+    trained = {name: p.detach() for name, p in prunable_parameters(model, spec.never_pruned).items()}
+    return TrainedRound(metrics, trained, rewind_state, start_digest)

@@ -6,7 +6,7 @@ from typing import Mapping
 
 # Fields that name a group by themselves; any other differing field goes into a short hash.
 _NAMED = ("model", "task", "rewind")
-_NOT_GROUPING = ("seed", "device", "num_workers", "data_root", "mask_file", "mask_label", "rewind_file")
+_NOT_GROUPING = ("seed", "device", "num_workers", "workers_per_trial", "data_root", "mask_file", "mask_label", "rewind_file")
 
 
 # what each rewind point is called in plots and tables (paper's notation)

@@ -27,6 +27,10 @@ class SweepSpace:
     weights: str = "embedded"  # "embedded" (pre-trained here, cached), "required" (--weights) or "none"
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    # a data-parallel trial (workers_per_trial > 1 in fixed) reserves almost nothing itself; each of
+    # its Ray Train workers holds these
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
     patience: int = 1  # pruned rounds in a row whose seed-mean fails to match before the group stops
     # Optuna: field -> ("loguniform"|"uniform", low, high) or ("choice", [values]); searched by
     # OptunaSearch for ``num_samples`` trials, maximising ``objective`` (a key every result carries)
@@ -42,6 +46,10 @@ class SweepSpace:
     def group_fields(self) -> List[str]:
         """The fields that tell the groups apart (grid axes other than the seed, sampled fields)."""
         return [k for k, v in self.grid.items() if k != "seed" and len(v) > 1] + sorted(self.sample)
+
+    @property
+    def workers_per_trial(self) -> int:
+        return int(self.fixed.get("workers_per_trial", 1))
 
     @property
     def model(self) -> str:
@@ -73,6 +81,16 @@ class SweepSpace:
             raise ValueError(f"gpus_per_trial must be >= 0, got {self.gpus_per_trial}")
         if self.patience < 1:
             raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if "workers_per_trial" in self.grid or "workers_per_trial" in self.sample:
+            raise ValueError("workers_per_trial is one value for the whole sweep (every trial reserves its workers "
+                             "alike): give it as a fixed value, e.g. --workers-per-trial 2")
+        if not 0 < self.cpus_per_worker:
+            raise ValueError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker}")
+        if self.gpus_per_worker < 0:
+            raise ValueError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
+        if self.workers_per_trial > 1 and self.fixed.get("task") == "simclr" and self.gpus_per_worker == 0:
+            raise ValueError("task 'simclr' over several workers synchronises BatchNorm over the global batch, which "
+                             "torch runs on GPUs only: give --gpus-per-worker")
         if self.sample and any(len(v) > 1 for v in self.grid.values()):
             raise ValueError(f"an Optuna space samples {sorted(self.sample)}: it takes no grid axes, got {sorted(self.grid)}")
         if self.sample and self.num_samples < 1:

@@ -5,7 +5,7 @@ from typing import Dict, Optional
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from ..device import autocast, to_device_format
 from .datasets import load_classification_dataset
@@ -42,9 +42,16 @@ class ClassificationTask:
     def batches_per_epoch(self, batch_size: int) -> int:
         return -(-len(self.train_set) // batch_size)
 
-    def train_batches(self, batch_size: int, generator: torch.Generator):
-        return DataLoader(self.train_set, batch_size=batch_size, shuffle=True, generator=generator,
-                          num_workers=self.num_workers, drop_last=False)
+    def train_batches(self, batch_size: int, generator: torch.Generator, shard=None):
+        """One shuffled epoch; ``shard`` (a data-parallel rank's, ``distributed.DataParallel.shard_batches``)
+        keeps the rank's share of each batch, the batches being drawn as without it."""
+        if shard is None:
+            return DataLoader(self.train_set, batch_size=batch_size, shuffle=True, generator=generator,
+                              num_workers=self.num_workers, drop_last=False)
+        # what DataLoader(shuffle=True) builds, spelled out so that the rank's share can be cut from it
+        batches = BatchSampler(RandomSampler(self.train_set, generator=generator), batch_size, drop_last=False)
+        return DataLoader(self.train_set, batch_sampler=shard(batches), generator=generator,
+                          num_workers=self.num_workers)
 
     def loss(self, model: nn.Module, batch, device: torch.device) -> torch.Tensor:
         images, labels = (t.to(device, non_blocking=True) for t in batch)

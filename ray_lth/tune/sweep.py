@@ -30,9 +30,11 @@ from .console import RoundLines, StatusTable, quiet_ray_loggers
 from .results import ResultsCallback, feed_tracker, read_results
 from .scheduler import MatchingScheduler
 from .tensorboard import TensorBoardCallback
+from .data_parallel import WorkerResources
 from .trainable import imp_trainable
 
 _MAX_FAILURES = 3
+DATA_PARALLEL_TRIAL_CPUS = 0.01  # a data-parallel trial holds the trajectory and prunes: next to nothing
 SPACE_FILE = "ray_lth_space.json"
 TIMING_FILE = "timing.json"
 TRANSFER_GROUP_FIELDS = ("task", "mask_label")  # what tells a transfer plan's groups apart
@@ -72,9 +74,26 @@ def trial_dirname_creator(trial) -> str:
     return trial_name(trial.config)
 
 
+def trial_resources(space) -> dict:
+    """What one trial reserves; a data-parallel trial only coordinates, its workers hold the rest."""
+    if isinstance(space, SweepSpace) and space.workers_per_trial > 1:
+        return {"cpu": DATA_PARALLEL_TRIAL_CPUS, "gpu": 0}
+    return {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial}
+
+
 def check_resources(space) -> None:
     """Trials that ask for resources the cluster lacks would stay PENDING forever: say so now."""
     available = ray.cluster_resources()
+    if isinstance(space, SweepSpace) and space.workers_per_trial > 1:
+        workers = space.workers_per_trial
+        for kind, per_worker, flag in (("GPU", space.gpus_per_worker, "--gpus-per-worker"),
+                                       ("CPU", space.cpus_per_worker, "--cpus-per-worker")):
+            needed = workers * per_worker + (DATA_PARALLEL_TRIAL_CPUS if kind == "CPU" else 0)
+            if needed > available.get(kind, 0):
+                raise SweepError(f"each trial runs {workers} workers of {per_worker:g} {kind} (and itself "
+                                 f"{DATA_PARALLEL_TRIAL_CPUS} CPU): {needed:g} {kind} in all, but the Ray cluster has "
+                                 f"{available.get(kind, 0):g}: lower --workers-per-trial or {flag}")
+        return
     if space.gpus_per_trial > available.get("GPU", 0):
         raise SweepError(f"each trial asks for {space.gpus_per_trial} GPU but the Ray cluster has "
                          f"{available.get('GPU', 0)}: pass --gpus-per-trial 0 or connect to a cluster with GPUs")
@@ -115,8 +134,9 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
     fields = list(TRANSFER_GROUP_FIELDS) if plan else space.group_fields
     if verbose < 2:
         quiet_ray_loggers()
-    trainable = tune.with_resources(tune.with_parameters(imp_trainable, ray_logs=verbose >= 2),
-                                    {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial})
+    workers = WorkerResources(space.cpus_per_worker, space.gpus_per_worker) if isinstance(space, SweepSpace) else None
+    trainable = tune.with_resources(tune.with_parameters(imp_trainable, ray_logs=verbose >= 2, worker_resources=workers),
+                                    trial_resources(space))
     if resume:
         # the scheduler and callbacks come back from the experiment's own state; the results
         # callback re-reads results.csv, so finished rounds and the dense bands survive

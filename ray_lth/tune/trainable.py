@@ -24,6 +24,7 @@ from ..naming import group_name, trial_name
 from ..progress import EpochProgressPrinter
 from ..storage import Location, on_filesystem
 from .console import RAY_WORKER_LOGGERS, quiet_ray_loggers
+from .data_parallel import DATA_PARALLEL_DIR, DataParallelRounds, WorkerResources
 
 TRAJECTORY_DIR = "trajectory"
 UPSTREAM_FAILED = "upstream_failed"  # set by DependencySearcher when a transfer trial cannot start
@@ -69,8 +70,9 @@ def _report(metrics: dict, state: TrajectoryState) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def imp_trainable(config: dict, ray_logs: bool = True) -> None:
-    """``ray_logs=False`` keeps Ray's INFO lines (a checkpoint line per round) out of the console."""
+def imp_trainable(config: dict, ray_logs: bool = True, worker_resources: Optional[WorkerResources] = None) -> None:
+    """``ray_logs=False`` keeps Ray's INFO lines (a checkpoint line per round) out of the console.
+    ``worker_resources``: what each Ray Train worker of a data-parallel trial (workers_per_trial > 1) holds."""
     if UPSTREAM_FAILED in config:
         raise RuntimeError(config[UPSTREAM_FAILED])
     if not ray_logs:
@@ -105,7 +107,15 @@ def imp_trainable(config: dict, ray_logs: bool = True) -> None:
                 _report(metrics, state)
     bookkeeping = 0.0
     progress = EpochProgressPrinter(trial_name(config))
-    for result in run_trajectory(imp_config, state, progress=progress):
+    round_runner = None
+    if imp_config.workers_per_trial > 1:
+        if worker_resources is None:
+            raise ValueError(f"workers_per_trial={imp_config.workers_per_trial}: data-parallel trials run in grid "
+                             f"spaces (SweepSpace), whose cpus_per_worker / gpus_per_worker their workers hold")
+        storage = tune.get_context().get_storage()
+        round_runner = DataParallelRounds(worker_resources, storage.storage_filesystem,
+                                          f"{storage.trial_fs_path}/{DATA_PARALLEL_DIR}")
+    for result in run_trajectory(imp_config, state, progress=progress, round_runner=round_runner):
         started = time.perf_counter()
         result.state.save(durable)
         _report(_round_metrics(base, imp_config, result.state.records, bookkeeping), result.state)

@@ -79,8 +79,8 @@ class ContrastiveTask:
     def batches_per_epoch(self, batch_size: int) -> int:
         return training_batches_per_epoch(len(self.train_pairs), batch_size)
 
-    def train_batches(self, batch_size: int, generator: torch.Generator):
-        return training_view_batches(self.train_pairs, batch_size, generator, self.num_workers)
+    def train_batches(self, batch_size: int, generator: torch.Generator, shard=None):
+        return training_view_batches(self.train_pairs, batch_size, generator, self.num_workers, shard)
 
     def projector(self, model: nn.Module) -> nn.Module:
         """The projection head γ that the loss sees."""

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...distributed import unwrap
 from .contrastive import COMMON_OPTIONS, ContrastiveTask, check_common_options, to_views
 from .encoder import ContrastiveEncoder
 from .losses import info_nce_with_queue
@@ -124,9 +125,9 @@ class MoCoTask(ContrastiveTask):
             loaded.append("key encoder")
         return loaded
 
-    def train_batches(self, batch_size: int, generator: torch.Generator):
+    def train_batches(self, batch_size: int, generator: torch.Generator, shard=None):
         """(view_a, view_b, shuffle_seed) batches: the seed orders the keys for shuffling BN."""
-        for view_a, view_b in training_view_batches(self.train_pairs, batch_size, generator, self.num_workers):
+        for view_a, view_b in training_view_batches(self.train_pairs, batch_size, generator, self.num_workers, shard):
             yield view_a, view_b, int(torch.randint(2**62, (), generator=generator))
 
     def loss(self, model: MoCoModel, batch, device: torch.device) -> torch.Tensor:
@@ -138,6 +139,23 @@ class MoCoTask(ContrastiveTask):
         # the loss sees the queue as it was; it is updated in place right after
         loss = info_nce_with_queue(q, k, model.queue.clone(), self.temperature)
         model.enqueue(k)
+        return loss
+
+    def distributed_loss(self, model: nn.Module, batch, device: torch.device, parallel) -> torch.Tensor:
+        """One rank's share of ``loss`` in a data-parallel round (MoCo v2's multi-GPU training):
+        the keys come from the whole global batch with its BatchNorm shuffled across ranks, the
+        queue takes every rank's keys, and the rank's loss is over its own queries, so the
+        ranks' average is the one-process loss of the global batch."""
+        view_a, view_b = to_views(batch, device)
+        moco = unwrap(model)
+        moco.update_key_encoder()
+        q = model(view_a)  # the query encoder through DDP, which all-reduces its gradients
+        size = len(view_b) * parallel.world_size
+        order = torch.randperm(size, generator=torch.Generator().manual_seed(batch[2])).to(device)
+        groups = max(1, min(moco.shuffle_bn_splits, size // 2) // parallel.world_size)
+        keys = parallel.shuffled_keys(moco.key, view_b, order, groups)  # (global batch, d), global order
+        loss = info_nce_with_queue(q, parallel.own_share(keys), moco.queue.clone(), self.temperature)
+        moco.enqueue(keys)
         return loss
 
     def representations(self, model: MoCoModel, view_a, view_b):

@@ -20,6 +20,8 @@ def check_simclr_options(options: Mapping) -> None:
 
 class SimCLRTask(ContrastiveTask):
     recipe = "simclr"
+    # over several workers: BatchNorm over the global batch (simCLR's global BN), see distributed.py
+    sync_batch_norm = True
 
     def wrap(self, backbone: nn.Module, spec) -> nn.Module:
         return ContrastiveEncoder(backbone, spec, self.projection_dim)
@@ -32,6 +34,15 @@ class SimCLRTask(ContrastiveTask):
         # one forward over both views: batch norm sees all 2n images, as in simCLR
         z_a, z_b = model(torch.cat([view_a, view_b])).chunk(2)
         return nt_xent(z_a, z_b, self.temperature)
+
+    def distributed_loss(self, model: nn.Module, batch, device: torch.device, parallel) -> torch.Tensor:
+        """A data-parallel rank's loss: NT-Xent over the global batch, whose negatives span every
+        rank (simCLR's multi-device training). Each rank computes the same global loss; the
+        gathered projections send each rank N times its share's gradient, which DDP's average
+        over the N ranks turns back into the one-process gradient."""
+        view_a, view_b = to_views(batch, device)
+        z_a, z_b = model(torch.cat([view_a, view_b])).chunk(2)
+        return nt_xent(parallel.gather(z_a), parallel.gather(z_b), self.temperature)
 
     def representations(self, model, view_a, view_b):
         return model(torch.cat([view_a, view_b])).chunk(2)

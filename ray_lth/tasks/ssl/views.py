@@ -87,12 +87,15 @@ def training_batches_per_epoch(size: int, batch_size: int) -> int:
 
 
 def training_view_batches(pairs: ViewPairs, batch_size: int, generator: torch.Generator,
-                          num_workers: int = 0) -> DataLoader:
-    """One shuffled epoch of (view_a, view_b) batches; order and views come from ``generator``."""
+                          num_workers: int = 0, shard=None) -> DataLoader:
+    """One shuffled epoch of (view_a, view_b) batches; order and views come from ``generator``.
+    ``shard`` (a data-parallel rank's) keeps the rank's share of each batch."""
     epoch_seed = int(torch.randint(2**62, (), generator=generator))
     order = torch.randperm(len(pairs), generator=generator).tolist()
     drop_last = len(pairs) >= batch_size
     sampler = BatchSampler(_Keys(order, epoch_seed), batch_size, drop_last=drop_last)
+    if shard is not None:
+        sampler = shard(sampler)
     # the loader's own generator: otherwise it draws its worker seed from the global RNG
     return DataLoader(pairs, batch_sampler=sampler, num_workers=num_workers,
                       generator=torch.Generator().manual_seed(epoch_seed))
