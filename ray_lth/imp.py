@@ -11,7 +11,7 @@ import functools
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional
 
 import torch
 

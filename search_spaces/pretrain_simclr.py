@@ -5,9 +5,9 @@ natural-image patches at 16 px, 5 rounds (to 67.23 %, the upstream mask of simcl
 3 seeds, every round run (no early stop: the whole curve is the result).
 Paper scale, from local files: --weights <θ_sim, simCLR checkpoint converted to PyTorch>
 --data-root <dir with imagenet/train, imagenet/val> --set model=resnet50 --set dataset=imagenet
---set image_size=224 --set schedule=simclr --set normalize=none --set rounds=18 --set weights_format=simclr --gpus-per-trial 1
-(weights_format=simclr: θ_p is this task's trained dense network, so round 0 scores it untrained
-and the first mask prunes its magnitudes, as the authors' IMP script)."""
+--set image_size=224 --set schedule=simclr --set normalize=none --set rounds=18 --gpus-per-trial 1.
+Round 0 trains (unlike the authors' SimCLR/main.py, which prunes θ_p before training): the
+converted simCLR files carry no projection head, so the dense score needs one trained first."""
 
 from ray_lth.spaces import SweepSpace
 

@@ -228,7 +228,7 @@ def test_reinit_draws_every_round_anew_heads_included(resnet8_weights, round_sta
 
 
 def test_a_moco_file_on_its_own_task_is_the_dense_network_round_0_prunes_it_untrained(tmp_path, round_starts):
-    """As the authors' main_moco_imp.py (and SimCLR/main.py): the first mask is 20 % global magnitude
+    """As the authors' main_moco_imp.py: the first mask is 20 % global magnitude
     pruning of θ_p itself, before any training; round 1 trains from θ_p under that mask. Only with
     weights_format naming the file's pretext task; 'auto' keeps the trained dense round."""
     from ray_lth.models import get_model_spec, prunable_parameters

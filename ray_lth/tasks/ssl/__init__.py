@@ -6,8 +6,7 @@ from .moco import MOCO_OPTIONS, MoCoTask, build_moco, check_moco_options
 from .retrieval import retrieval_top1
 from .simclr import SIMCLR_OPTIONS, SimCLRTask, build_simclr, check_simclr_options
 
-register_task("simclr", build_simclr, options=SIMCLR_OPTIONS, schedule="simclr", check=check_simclr_options,
-              pretext_format="simclr")
+register_task("simclr", build_simclr, options=SIMCLR_OPTIONS, schedule="simclr", check=check_simclr_options)
 register_task("moco", build_moco, options=MOCO_OPTIONS, schedule="moco", check=check_moco_options,
               pretext_format="moco")
 
