@@ -21,10 +21,10 @@ from ray import tune
 
 from ..config import ImpConfig
 from ..imp import run_trajectory
-from ..trajectory_state import TrajectoryState
+from ..trajectory_state import STATE_FILE, TrajectoryState
 from ..naming import group_name, trial_name
 from ..progress import EpochProgressPrinter
-from ..storage import Location, on_filesystem
+from ..storage import Location, location, on_filesystem
 from .console import RAY_WORKER_LOGGERS, quiet_ray_loggers
 
 TRAJECTORY_DIR = "trajectory"
@@ -36,7 +36,9 @@ def _candidate_states(folder, label: str, all_rounds: bool) -> List[tuple]:
     for the durable copy (it keeps every mask), the newest only for a Tune checkpoint."""
     try:
         newest = TrajectoryState.peek_next_round(folder)
-    except ValueError:
+    except ValueError as error:
+        if (location(folder) / STATE_FILE).exists():  # a fresh trial has none: nothing to say
+            print(f"ray_lth: {label} unusable: {error}", file=sys.stderr, flush=True)
         return []
     return [(k, label, folder) for k in (range(newest, 0, -1) if all_rounds else [newest])]
 
