@@ -118,7 +118,8 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
                                        config.rewind_file or config.weights)
         state = TrajectoryState(next_round=0, mask=first_mask, round_mask=first_mask, rewind_state=rewind_state,
                                 rewind=reference)
-    elif state.rewind_state is None:  # saved by reference: rebuilt as round 0 built it, verified
+    elif state.rewind_state is None and state.next_round <= config.rounds:
+        # saved by reference (θ_p file or θ_0 seed, rewind_file): rebuilt as round 0 built it, verified
         state = replace(state, rewind_state=rebuilt_rewind_state(config, task, state.rewind))
     records = list(state.records)
 
