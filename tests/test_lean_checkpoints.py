@@ -19,6 +19,7 @@ from ray_lth.imp import run_trajectory
 from ray_lth.rewind import WRAPPER_PREFIX, state_digest
 from ray_lth.storage import Location, location
 from ray_lth.tasks import build_task
+from ray_lth.ticket import build_ticket_model, export_ticket, load_ticket
 from ray_lth.trajectory_state import MASK_FILE, REWIND_FILE, STATE_FILE, TrajectoryState
 from ray_lth.tune import trainable
 from ray_lth.tune.trainable import resume_state
@@ -202,3 +203,17 @@ def test_a_corrupted_object_in_storage_is_reported_by_name_and_the_round_before_
     err = capsys.readouterr().err
     assert f"{durable / REWIND_FILE}: unreadable rewind weights" in err or \
         f"{durable / REWIND_FILE}: rewind state digest" in err
+
+
+def test_a_ticket_is_exported_from_a_trajectory_in_storage_with_its_theta_k(early_run, storage, tmp_path):
+    config, straight = early_run
+    durable = storage / f"ticket-{tmp_path.name}" / "trajectory"
+    for result in straight[:2]:
+        result.state.save(durable)
+    # θ_p+k%: the ticket carries θ_k% and names θ_p by its SHA-256
+    ticket = load_ticket(export_ticket(durable, 1, config.to_dict(), tmp_path / "ticket"), config.weights)
+    theta_k = straight[0].state.rewind_state  # what rounds 1 and 2 restarted from
+    model = build_ticket_model(ticket)
+    for name, value in model.state_dict().items():
+        expected = theta_k[name] * ticket.mask[name] if name in ticket.mask else theta_k[name]
+        assert torch.equal(value, expected), name
