@@ -101,7 +101,8 @@ class RewindReference:
                              f"the {self._what()} this trajectory started from")
         try:
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as error:  # a truncated or overwritten file: torch raises many kinds
+        except Exception as error:  # a truncated or overwritten file: torch raises many kinds, and its
+            # message may advise weights_only=False, which must never reach the user: the type alone
             raise ValueError(f"{source}: unreadable rewind weights ({type(error).__name__})") from None
         if not isinstance(state, dict):
             raise ValueError(f"{source}: not a rewind state (a {type(state).__name__}, not a state dict)")
