@@ -1,6 +1,6 @@
 """Take a ticket away from a finished trajectory, and bring one back in.
 
-    # export round 5 of a sweep trial (or of a launchers/imp.py --out folder)
+    # export round 5 of a sweep trial (or of a launchers/imp.py --out folder; a path or a storage URI)
     python launchers/export_ticket.py export experiments/quick/<trial name> --round 5 --out tickets/r5
     # import: verify the checksums and that --weights is the θ_p it was found with, print it;
     # --sparse also builds the fast inference model and checks and times it against the masked dense one
@@ -8,7 +8,7 @@
 
 A ticket is a folder: ``mask.rlthmask`` (bit-packed, SHA-256, the metadata sealed in its header),
 ``ticket.json`` (model, task, rewind, round, sparsity, metrics, θ_p's SHA-256) and, when the start is
-not a weights file (θ_0, θ_k%), ``rewind_state.pt``. Import refuses a tampered mask, edited
+not a weights file (θ_0, θ_k%), ``rewind_state.pt`` (the backbone at that start). Import refuses a tampered mask, edited
 metadata or different weights, naming the file.
 """
 
@@ -21,25 +21,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ray_lth.cli import format_table  # noqa: E402
 from ray_lth.masks import MaskFileError  # noqa: E402
+from ray_lth.storage import location  # noqa: E402
 from ray_lth.ticket import TicketError, build_ticket_model, export_ticket, load_ticket  # noqa: E402
 from ray_lth.weights import WeightsError  # noqa: E402
 
 
-def trajectory_and_config(path: Path):
+def trajectory_and_config(path: str):
     """A sweep trial folder (Ray's params.json + trajectory/) or a launchers/imp.py --out folder
-    (config.json + trajectory.json): the folder holding the round masks and the run's config."""
-    if (path / "trajectory" / "trajectory.json").is_file() and (path / "params.json").is_file():
-        return path / "trajectory", json.loads((path / "params.json").read_text())
-    if (path / "trajectory.json").is_file() and (path / "config.json").is_file():
-        return path, json.loads((path / "config.json").read_text())
+    (config.json + trajectory.json), local or in object storage: the folder holding the round
+    masks and the run's config."""
+    folder = location(path)
+    if (folder / "trajectory" / "trajectory.json").exists() and (folder / "params.json").exists():
+        return folder / "trajectory", json.loads((folder / "params.json").read_text())
+    if (folder / "trajectory.json").exists() and (folder / "config.json").exists():
+        return folder, json.loads((folder / "config.json").read_text())
     raise TicketError(f"{path}: neither a sweep trial folder (params.json and trajectory/trajectory.json) "
                       f"nor a launchers/imp.py --out folder (config.json and trajectory.json)")
 
 
 def cmd_export(args) -> int:
-    source = Path(args.trial).resolve()
-    trajectory, config = trajectory_and_config(source)
-    out = export_ticket(trajectory, args.round, config, args.out, source=str(source))
+    trajectory, config = trajectory_and_config(args.trial)
+    out = export_ticket(trajectory, args.round, config, args.out, source=str(location(args.trial)))
     meta = json.loads((out / "ticket.json").read_text())
     print(f"ticket {out}: {meta['model']} on {meta['task']}, round {meta['round']}, "
           f"sparsity {100 * meta['sparsity']:.2f} %, metric {100 * meta['metric']:.2f} %")
@@ -82,7 +84,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     export = sub.add_parser("export", help="write the ticket of one round of a trajectory")
-    export.add_argument("trial", help="a sweep trial folder or a launchers/imp.py --out folder")
+    export.add_argument("trial", help="a sweep trial folder or a launchers/imp.py --out folder (a path or a storage URI)")
     export.add_argument("--round", type=int, required=True, help="the round whose mask to take")
     export.add_argument("--out", required=True, help="the ticket folder to create")
     imp = sub.add_parser("import", help="verify a ticket and rebuild its subnetwork")

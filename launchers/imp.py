@@ -7,7 +7,10 @@ pre-trains a small model on the procedural shapes set (cached) and uses it as θ
     python launchers/imp.py --set rounds=3 --set epochs=2    # shorter
     python launchers/imp.py --set model=resnet50 --set task=cifar10 --set schedule=cifar10 \
         --weights resnet50.pth --data-root ~/data
-Re-running with the same --out resumes after the last finished round.
+Re-running with the same --out resumes after the last finished round. --out holds the round masks
+and trajectory.json, which names the rewind state (θ_p by its SHA-256, θ_0 by the seed): θ_p is
+never copied there, and a θ_p file changed since the run started is refused on resume. Only θ_k%
+(rewind=early) is saved, once, as rewind_state.pt.
 """
 
 import argparse

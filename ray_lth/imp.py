@@ -10,8 +10,8 @@ checkpoint for the sweep). Every random draw of round k comes from a generator s
 import functools
 import sys
 import time
-from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, Optional
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 
@@ -25,8 +25,9 @@ from .rewind import apply_mask, capture_state, check_state_keys, early_rewind_it
 from .selection import epoch_selection
 from .tasks import TASKS, build_task, load_pretrained_heads, wrap_for_training
 from .train import train_masked
-from .trajectory_state import RoundRecord, TrajectoryState
+from .trajectory_state import REWIND_FILE, RewindReference, RoundRecord, TrajectoryState
 from .weights import load_pretrained
+
 
 @dataclass
 class RoundResult:
@@ -57,6 +58,42 @@ def load_theta_p(model, spec, task_name: str, path, weights_format: str) -> str:
                            not_from_weights=spec.not_from_weights)
 
 
+def start_backbone(config: ImpConfig, num_outputs: int):
+    """Round 0's backbone before training: θ_0 as drawn for (seed, round 0), θ_p loaded into it
+    where weights are given. Returns (spec, model, the weights format found or None)."""
+    spec, model = _fresh_model(config, num_outputs, 0)
+    found = load_theta_p(model, spec, config.task, config.weights, config.weights_format) if config.weights else None
+    return spec, model, found
+
+
+def start_state(config: ImpConfig, task) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+    """Round 0's whole model before training and the backbone's prunable weights: θ_p (or θ_0)
+    with the heads γ as round 0 draws them (the same draws as run_trajectory's round 0), or loads
+    them from the file; or ``rewind_file``'s θ_k%. What a trajectory starts from, and what a
+    resumed one rebuilds instead of reading a saved copy."""
+    spec, model, found = start_backbone(config, task.num_outputs)
+    trained_model = wrap_for_training(task, model, spec)
+    if config.weights:
+        print(load_pretrained_heads(task, trained_model, spec, config.weights, config.weights_format, found),
+              file=sys.stderr, flush=True)
+    rewind_state = capture_state(model, trained_model)
+    if config.rewind_file:
+        # the θ_k% of the trajectory that found mask_file: a perturbed mask restarts where it did
+        rewind_state = torch.load(config.rewind_file, map_location="cpu", weights_only=True)
+        check_state_keys(rewind_state, model, trained_model, f"rewind_file {config.rewind_file}")
+    return rewind_state, prunable_parameters(model, spec.never_pruned)
+
+
+def rebuilt_rewind_state(config: ImpConfig, task, reference: RewindReference) -> Dict[str, torch.Tensor]:
+    """The rewind state a saved trajectory names (θ_p file or θ_0 seed, or rewind_file), rebuilt
+    as round 0 built it; a ValueError naming the file and both digests when it is not the state
+    the trajectory started from (weights replaced, code changed), never a silent restart."""
+    if reference.kind == "captured":
+        raise ValueError("a captured θ_k% is read from its trajectory folder (TrajectoryState.load), not rebuilt")
+    reference.check_source()
+    return reference.check_state(start_state(config, task)[0])
+
+
 def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, task=None,
                    progress: Optional[Callable[..., None]] = None,
                    round_runner: Optional[Callable[..., "TrainedRound"]] = None) -> Iterator[RoundResult]:
@@ -77,9 +114,7 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
     task = task or build_task(config.task, config.data_root, config.image_size, config.num_workers,
                               val_images=config.val_images, **config.task_options)
     if state is None:
-        spec, model = _fresh_model(config, task.num_outputs, 0)
-        found = load_theta_p(model, spec, config.task, config.weights, config.weights_format) if config.weights else None
-        prunable = prunable_parameters(model, spec.never_pruned)
+        rewind_state, prunable = start_state(config, task)
         first_mask = ones_mask(prunable)
         if config.mask_file:
             first_mask = load_mask(config.mask_file)
@@ -88,18 +123,13 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
                                       round_generator(config.seed, 0, _PERTURB))
         elif config.mask_perturbation != "none":
             raise ValueError(f"mask_perturbation={config.mask_perturbation!r} perturbs a found mask: give mask_file")
-        # round 0's whole model before training: θ_p (or θ_0) with the heads γ as round 0 draws
-        # them (the same draws as the loop's round 0 below), or loads them from the file
-        trained_model = wrap_for_training(task, model, spec)
-        if config.weights:
-            print(load_pretrained_heads(task, trained_model, spec, config.weights, config.weights_format, found),
-                  file=sys.stderr, flush=True)
-        rewind_state = capture_state(model, trained_model)
-        if config.rewind_file:
-            # the θ_k% of the trajectory that found mask_file: a perturbed mask restarts where it did
-            rewind_state = torch.load(config.rewind_file, map_location="cpu", weights_only=True)
-            check_state_keys(rewind_state, model, trained_model, f"rewind_file {config.rewind_file}")
-        state = TrajectoryState(next_round=0, mask=first_mask, round_mask=first_mask, rewind_state=rewind_state)
+        reference = RewindReference.of(rewind_state, "file" if config.rewind_file else "recompute", task.num_outputs,
+                                       config.rewind_file or config.weights)
+        state = TrajectoryState(next_round=0, mask=first_mask, round_mask=first_mask, rewind_state=rewind_state,
+                                rewind=reference)
+    elif state.rewind_state is None and state.next_round <= config.rounds:
+        # saved by reference (θ_p file or θ_0 seed, rewind_file): rebuilt as round 0 built it, verified
+        state = replace(state, rewind_state=rebuilt_rewind_state(config, task, state.rewind))
     records = list(state.records)
 
     for round_index in range(state.next_round, config.rounds + 1):
@@ -107,7 +137,9 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
         mask = state.mask
         trained_round = round_runner(config, task, round_index, state, device, progress)
         metrics = trained_round.metrics
-        rewind_state = trained_round.rewind_state
+        rewind_state, rewind = trained_round.rewind_state, state.rewind
+        if rewind_state is not state.rewind_state:  # θ_k%, captured in this round: saved once, by reference
+            rewind = RewindReference.of(rewind_state, "captured", task.num_outputs, REWIND_FILE)
         start_digest = trained_round.start_digest
 
         record = RoundRecord(
@@ -124,7 +156,7 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
         next_mask = prune(config.pruning, trained_round.trained, mask, config.prune_fraction,
                           round_generator(config.seed, round_index, _PRUNE))
         state = TrajectoryState(next_round=round_index + 1, mask=next_mask, round_mask=mask,
-                                rewind_state=rewind_state, records=list(records))
+                                rewind_state=rewind_state, rewind=rewind, records=list(records))
         yield RoundResult(record, state)
 
 

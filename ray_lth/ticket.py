@@ -5,15 +5,17 @@ A ticket is a folder::
     mask.rlthmask     the round's mask, bit-packed with a SHA-256 (ray_lth.masks); its header
                       also holds the ticket's metadata, so the checksum covers the metadata too
     ticket.json       the same metadata, readable, plus the mask file's SHA-256
-    rewind_state.pt   only when the weights are not a file the user has: θ_0, θ_k% or re-init
+    rewind_state.pt   only when the weights are not a file the user has (θ_0, θ_k% or re-init):
+                      the backbone's state at the rewind point, read from the trajectory's
+                      captured θ_k% or rewind_file, or rebuilt from the seed, verified by digest
 
 The metadata names the model, the task, the rewind point, the round, its sparsity and metrics,
 and identifies the pre-trained weights θ_p by their SHA-256, not by path: ``load_ticket`` refuses
 a tampered mask, edited metadata or different weights, naming the file that disagrees.
 """
 
+import io
 import json
-import shutil
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Mapping, Optional
@@ -22,12 +24,13 @@ import torch
 from torch import nn
 
 from .config import ImpConfig
-from .imp import _INIT, load_theta_p, round_generator
-from .trajectory_state import MASK_FILE, REWIND_FILE, STATE_FILE
+from .imp import _INIT, load_theta_p, round_generator, start_backbone
+from .trajectory_state import MASK_FILE, STATE_FILE, RewindReference
 from .masks import (Mask, MaskFileError, check_compatible, count_kept, count_total, load_mask, mask_digest,
                     read_mask_header, save_mask)
 from .models import build_model, get_model_spec, prunable_parameters
-from .rewind import apply_mask, backbone_state
+from .rewind import apply_mask, backbone_state, state_digest
+from .storage import Location, location
 from .weights import file_sha256
 
 TICKET_MASK = "mask.rlthmask"
@@ -45,17 +48,20 @@ class Ticket:
     folder: Path
     mask: Mask
     metadata: dict
-    rewind_state: Optional[dict]  # θ_0 / θ_k% / re-init start; None when θ_p comes from a weights file
+    rewind_state: Optional[dict]  # the backbone at θ_0 / θ_k% / re-init start; None when θ_p comes from a weights file
 
 
 def export_ticket(trajectory_dir, round_index: int, config: Mapping, out_dir, source: str = "") -> Path:
     """Write the ticket of round ``round_index`` of the trajectory in ``trajectory_dir`` (a
-    folder holding ``trajectory.json`` and the round masks) run with ``config`` (its flat
-    config dict). Refuses an existing non-empty ``out_dir``."""
-    trajectory_dir, out_dir = Path(trajectory_dir), Path(out_dir)
+    folder holding ``trajectory.json`` and the round masks: a local path or a storage URI) run
+    with ``config`` (its flat config dict). Refuses an existing non-empty ``out_dir``."""
+    trajectory_dir = location(trajectory_dir)
+    out_dir = Path(out_dir)
     state_path = trajectory_dir / STATE_FILE
     try:
-        records = {int(r["round"]): r for r in json.loads(state_path.read_text())["records"]}
+        saved = json.loads(state_path.read_text())
+        records = {int(r["round"]): r for r in saved["records"]}
+        reference = RewindReference(**saved["rewind"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise TicketError(f"{state_path}: unreadable trajectory state ({error})") from None
     if round_index not in records:
@@ -67,19 +73,18 @@ def export_ticket(trajectory_dir, round_index: int, config: Mapping, out_dir, so
         raise TicketError(f"{mask_path} is not the mask round {round_index} trained under "
                           f"(trajectory.json records digest {record['mask_digest']})")
     # a trial's config lists only what its space set: the rest are ImpConfig's defaults
+    given = dict(config)
     config = {**{f.name: f.default for f in fields(ImpConfig) if f.default is not MISSING}, **config}
     for key in ("model", "task"):
         if key not in config:
             raise TicketError(f"the trajectory's config lacks {key!r}; got keys {sorted(config)}")
     model = str(config["model"])
-    rewind_state = torch.load(trajectory_dir / REWIND_FILE, map_location="cpu", weights_only=True)
-    head = get_model_spec(model).heads[0]
     weights = config.get("weights")
     metadata = {
         "format": TICKET_FORMAT,
         "model": model,
         "task": config["task"],
-        "num_outputs": int(rewind_state[f"{head}.weight"].shape[0]),
+        "num_outputs": reference.num_outputs,
         "rewind": config["rewind"],
         "seed": int(config["seed"]),
         "round": round_index,
@@ -99,14 +104,40 @@ def export_ticket(trajectory_dir, round_index: int, config: Mapping, out_dir, so
     keep_rewind = not (config["rewind"] == "pretrained" and weights)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise TicketError(f"{out_dir} exists and is not empty: choose another ticket folder")
+    rewind = io.BytesIO()
+    if keep_rewind:
+        torch.save(_rewind_backbone(trajectory_dir, reference, given), rewind)
     out_dir.mkdir(parents=True, exist_ok=True)
     if keep_rewind:
-        shutil.copyfile(trajectory_dir / REWIND_FILE, out_dir / TICKET_REWIND)
+        (out_dir / TICKET_REWIND).write_bytes(rewind.getvalue())
         metadata["rewind_state_sha256"] = file_sha256(out_dir / TICKET_REWIND)
     save_mask(mask, out_dir / TICKET_MASK, metadata)
     readable = {**metadata, "mask_sha256": file_sha256(out_dir / TICKET_MASK)}
     (out_dir / TICKET_META).write_text(json.dumps(readable, indent=1, default=str))
     return out_dir
+
+
+def _rewind_backbone(trajectory_dir: Location, reference: RewindReference, config: Mapping) -> dict:
+    """The backbone at the trajectory's rewind point: read from its captured θ_k% or rewind_file,
+    or rebuilt from the seed (and the θ_p file) as round 0 built it; verified by digest."""
+    if reference.kind != "recompute":
+        try:
+            return backbone_state(reference.read(trajectory_dir))
+        except ValueError as error:
+            raise TicketError(str(error)) from None
+    # only what the backbone needs: the task's data and the masks are not read
+    values = {k: v for k, v in config.items() if k not in ("mask_file", "data_root")}
+    try:
+        reference.check_source()
+        _, backbone, _ = start_backbone(ImpConfig.from_dict(values), reference.num_outputs)
+    except ValueError as error:
+        raise TicketError(f"{trajectory_dir}: cannot rebuild its rewind point: {error}") from None
+    state = backbone.state_dict()
+    if state_digest(state) != reference.backbone_digest:
+        raise TicketError(f"{trajectory_dir / STATE_FILE}: the backbone rebuilt from seed {config.get('seed', 0)} has digest "
+                          f"{state_digest(state)}, the trajectory recorded {reference.backbone_digest} "
+                          f"(another torch version draws another θ_0?)")
+    return state
 
 
 def load_ticket(folder, weights=None) -> Ticket:

@@ -18,9 +18,13 @@ import pytest
 import torch
 
 from paper_files import write_cifar10, write_imagenet_folder, write_moco_v2_checkpoint, write_torchvision_resnet50
+from ray_lth.config import ImpConfig
+from ray_lth.imp import rebuilt_rewind_state
 from ray_lth.masks import load_mask
 from ray_lth.models import build_model
 from ray_lth.rewind import state_digest
+from ray_lth.tasks import build_task
+from ray_lth.trajectory_state import TrajectoryState
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,9 +57,21 @@ def _trajectories(experiment):
     return [(folder, json.loads((folder / "trajectory.json").read_text())["records"]) for folder in folders]
 
 
+def _rewind_state(folder):
+    """The trajectory's rewind state as a resumed trial gets it: θ_p and γ rebuilt from the trial's
+    config (params.json), verified against the digest its trajectory.json records."""
+    config = ImpConfig.from_dict(json.loads((folder.parent / "params.json").read_text()))
+    state = TrajectoryState.load(folder)
+    if state.rewind_state is not None:  # a captured θ_k%, read back
+        return state.rewind_state
+    task = build_task(config.task, config.data_root, config.image_size, 0, val_images=config.val_images,
+                      **config.task_options)
+    return rebuilt_rewind_state(config, task, state.rewind)
+
+
 def _check_every_round_started_from_the_rewind_state(folder, records):
     """Round k's recorded start digest = the rewind state (θ_p and γ) under round k's mask."""
-    rewind = torch.load(folder / "rewind_state.pt", weights_only=True)
+    rewind = _rewind_state(folder)
     for record in records:
         mask = load_mask(folder / f"mask_round_{record['round']:02d}.rlthmask")
         expected = {k: (v * mask[k].to(v.dtype) if k in mask else v) for k, v in rewind.items()}
@@ -120,7 +136,7 @@ def test_pretrain_moco_loads_the_checkpoints_mlp_as_its_projection_head(ray_clus
     assert sorted((int(r["seed"]), int(r["round"])) for r in rows) == [(s, k) for s in (0, 1) for k in range(3)]
     for folder, records in _trajectories(tmp_path / "pretrain_moco"):
         assert len({r["start_digest"] for r in records}) == 3  # each round its own mask, from one rewind state
-        rewind = torch.load(folder / "rewind_state.pt", weights_only=True)
+        rewind = _rewind_state(folder)
         head = {k: v for k, v in rewind.items() if k.startswith("wrapper.") and k.endswith(("0.weight", "2.weight"))}
         file_head = [checkpoint["module.encoder_q.fc.0.weight"], checkpoint["module.encoder_q.fc.2.weight"]]
         assert sum(any(torch.equal(v, w) for w in file_head) for v in head.values()) >= 2, sorted(head)

@@ -14,11 +14,17 @@ from ray_lth.weights import read_state_dict
 
 
 def _trajectory(folder, **values):
+    config, _ = _trajectory_and_start(folder, **values)
+    return config
+
+
+def _trajectory_and_start(folder, **values):
+    """The config and the whole model the trajectory's rounds restarted from (in memory)."""
     config = {"model": "resnet8", "task": "digits", "rounds": 1, "epochs": 1, "batch_size": 128, "device": "cpu",
               **values}
     for result in run_trajectory(ImpConfig.from_dict(config)):
         result.state.save(folder)
-    return config
+    return config, result.state.rewind_state
 
 
 @pytest.fixture(scope="module")
@@ -92,24 +98,33 @@ def test_different_or_missing_weights_are_refused(pretrained_run, resnet8_weight
         load_ticket(ticket_dir)
 
 
-def test_random_init_ticket_carries_its_theta_0_and_checks_it(tmp_path):
+@pytest.mark.parametrize("rewind", ["init", "early"])
+def test_random_init_or_early_ticket_carries_its_start_and_checks_it(tmp_path, rewind):
     folder = tmp_path / "trajectory"
-    config = _trajectory(folder, rewind="init")
+    config, started_from = _trajectory_and_start(folder, rewind=rewind)
+    # θ_0 is rebuilt from the seed, never saved; θ_k% is saved once, in the trajectory folder
+    assert (folder / "rewind_state.pt").exists() == (rewind == "early")
     ticket_dir = export_ticket(folder, 1, config, tmp_path / "ticket")
     ticket = load_ticket(ticket_dir)
     model = build_ticket_model(ticket)
-    saved = torch.load(folder / "rewind_state.pt", weights_only=True)
     for name, value in model.state_dict().items():
-        expected = saved[name] * ticket.mask[name] if name in ticket.mask else saved[name]
+        expected = started_from[name] * ticket.mask[name] if name in ticket.mask else started_from[name]
         assert torch.equal(value, expected), name
-    with pytest.raises(TicketError, match="drop"):
-        load_ticket(ticket_dir, weights=folder / "rewind_state.pt")
+    if rewind == "init":
+        with pytest.raises(TicketError, match="drop"):
+            load_ticket(ticket_dir, weights=ticket_dir / TICKET_REWIND)
     rewind = ticket_dir / TICKET_REWIND
     state = torch.load(rewind, weights_only=True)
     state["fc.bias"] += 1.0
     torch.save(state, rewind)
     with pytest.raises(TicketError, match="rewind_state.pt: missing or its SHA-256 differs"):
         load_ticket(ticket_dir)
+    if rewind == "early":  # a θ_k% that is not the one the trajectory recorded is refused by name
+        saved = torch.load(folder / "rewind_state.pt", weights_only=True)
+        saved["fc.bias"] += 1.0
+        torch.save(saved, folder / "rewind_state.pt")
+        with pytest.raises(TicketError, match=r"trajectory/rewind_state.pt: rewind state digest \w+ differs"):
+            export_ticket(folder, 1, config, tmp_path / "other")
 
 
 def test_launcher_exports_imports_and_refuses_other_weights(pretrained_run, resnet8_weights, tmp_path, capsys):
@@ -130,5 +145,5 @@ def test_launcher_exports_imports_and_refuses_other_weights(pretrained_run, resn
     assert launcher.main(["import", str(tmp_path / "t"), "--weights", str(resnet8_weights), "--sparse"]) == 0
     out = capsys.readouterr().out
     assert "verified" in out and "max |exported - masked dense|" in out
-    assert launcher.main(["import", str(tmp_path / "t"), "--weights", str(run / "rewind_state.pt")]) == 2
+    assert launcher.main(["import", str(tmp_path / "t"), "--weights", str(run / "mask_round_00.rlthmask")]) == 2
     assert "not the weights this ticket was found with" in capsys.readouterr().err

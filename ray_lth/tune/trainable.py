@@ -1,9 +1,11 @@
 """One Ray Tune trial = one IMP trajectory.
 
-After every round the trial reports round, sparsity, metric(s) and epochs, with a checkpoint
-holding that round's mask (bit-packed, checksummed) and what is needed to resume. It also keeps
-a durable copy of the trajectory in ``<trial storage>/trajectory/``, where every round's mask
-stays (checkpoint retention never touches it). On (re)start it resumes from the most advanced
+After every round the trial reports round, sparsity, metric(s) and epochs, with a lean
+checkpoint: ``trajectory.json`` (the records and a reference to the rewind state, verified by
+digest on resume) and the mask the next round trains under (bit-packed, checksummed); never a
+copy of θ_p (``TrajectoryState.save_checkpoint``). It also keeps a durable copy of the trajectory
+in ``<trial storage>/trajectory/``, where every round's mask stays (checkpoint retention never
+touches it) and a captured θ_k% is written once. On (re)start it resumes from the most advanced
 *valid* state among ``tune.get_checkpoint()`` and that copy; a corrupt round is reported by
 file name and the trial restarts from the round before it.
 """
@@ -19,10 +21,10 @@ from ray import tune
 
 from ..config import ImpConfig
 from ..imp import run_trajectory
-from ..trajectory_state import TrajectoryState
+from ..trajectory_state import STATE_FILE, TrajectoryState
 from ..naming import group_name, trial_name
 from ..progress import EpochProgressPrinter
-from ..storage import Location, on_filesystem
+from ..storage import Location, location, on_filesystem
 from .console import RAY_WORKER_LOGGERS, quiet_ray_loggers
 from .data_parallel import DATA_PARALLEL_DIR, DataParallelRounds, WorkerResources
 
@@ -35,18 +37,22 @@ def _candidate_states(folder, label: str, all_rounds: bool) -> List[tuple]:
     for the durable copy (it keeps every mask), the newest only for a Tune checkpoint."""
     try:
         newest = TrajectoryState.peek_next_round(folder)
-    except ValueError:
+    except ValueError as error:
+        if (location(folder) / STATE_FILE).exists():  # a fresh trial has none: nothing to say
+            print(f"ray_lth: {label} unusable: {error}", file=sys.stderr, flush=True)
         return []
     return [(k, label, folder) for k in (range(newest, 0, -1) if all_rounds else [newest])]
 
 
 def resume_state(durable: Location, checkpoint_dir: Optional[Path]) -> Optional[TrajectoryState]:
+    """The most advanced state that loads (its masks, trajectory.json and a captured θ_k%, read
+    from the durable copy, all intact); each unusable one is reported by file name."""
     candidates = _candidate_states(durable, "trajectory copy", all_rounds=True)
     if checkpoint_dir is not None:
         candidates += _candidate_states(checkpoint_dir, "checkpoint", all_rounds=False)
     for next_round, label, folder in sorted(candidates, key=lambda c: -c[0]):
         try:
-            return TrajectoryState.load(folder, next_round)
+            return TrajectoryState.load(folder, next_round, rewind_folder=durable)
         except ValueError as error:  # MaskFileError is a ValueError
             print(f"ray_lth: {label} for round {next_round} unusable, trying the round before: {error}",
                   file=sys.stderr, flush=True)
@@ -66,7 +72,7 @@ def _round_metrics(base: dict, config: ImpConfig, records: list, bookkeeping: fl
 
 def _report(metrics: dict, state: TrajectoryState) -> None:
     with tempfile.TemporaryDirectory(prefix="ray_lth_round_") as tmp:
-        state.save(tmp)
+        state.save_checkpoint(tmp)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
