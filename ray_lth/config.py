@@ -19,7 +19,7 @@ from .selection import SELECTIONS
 from .tasks import TASKS, check_task_options, task_options
 from .tasks.validation_split import TRAIN_IMAGES
 from .train import SCHEDULES, TRAIN_FIELDS, TrainHparams, schedule_for
-from .weights import WEIGHTS_FORMATS
+from .weights import WEIGHTS_FORMATS, weights_file_exists
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class ImpConfig:
             raise ValueError("rewind='pretrained' rewinds to θ_p: give weights=<file>, or choose rewind 'init'")
         if self.rewind == "init" and self.weights:
             raise ValueError("rewind='init' trains from the random init θ_0, so weights would be unused: drop weights")
-        if self.weights and not Path(self.weights).is_file():
+        if self.weights and not weights_file_exists(self.weights):  # a local path or a storage URI
             raise ValueError(f"weights={self.weights!r}: no such file")
         if self.mask_file and not Path(self.mask_file).is_file():
             raise ValueError(f"mask_file={self.mask_file!r}: no such file")

@@ -157,3 +157,13 @@ def is_uri(value: Union[str, Path]) -> bool:
 def storage_path_for_ray(uri: Union[str, Path]) -> str:
     """What to pass as Ray's ``storage_path``: the URI as given (options included), or an absolute path."""
     return str(uri) if is_uri(uri) else str(location(uri))
+
+
+def join_uri(uri: Union[str, Path], *names: str) -> str:
+    """The URI (or local path) of ``names`` inside ``uri``, its options kept:
+    ``join_uri("s3://b?endpoint_override=h:1", "x", "y.pt") == "s3://b/x/y.pt?endpoint_override=h:1"``."""
+    if not is_uri(uri):
+        return str(Path(str(location(uri))).joinpath(*names))
+    base, _, options = str(uri).partition("?")
+    joined = "/".join([base.rstrip("/"), *names])
+    return f"{joined}?{options}" if options else joined
