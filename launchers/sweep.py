@@ -129,19 +129,22 @@ def _with_flags(space, args, resource_flags):
 
 def _resolve_weights(space, weights, storage: str):
     """The space with its θ_p file. The embedded θ_p is pre-trained once per model and cached in
-    ``<storage>/.ray_lth_cache/``: with an object store as storage the workers of every node read
+    ``<storage>/.ray_lth_cache/``. With an object store as storage the workers of every node read
     it from there (through the storage layer, as a URI), since the driver's local disk is not
-    theirs; it is pre-trained in a local temporary folder and uploaded, unless the cache has it."""
-    if not is_uri(storage) or weights or space.weights != "embedded":
+    theirs: it is pre-trained in a local temporary folder and uploaded, unless the cache has it."""
+    if not is_uri(storage):
         return resolve_weights(space, weights, Path(storage) / CACHE_DIR)
+    if weights or space.weights != "embedded":
+        return resolve_weights(space, weights, None)  # no cache needed
     remote = location(storage) / CACHE_DIR
     with tempfile.TemporaryDirectory(prefix="ray_lth_cache_") as tmp:
-        for name in remote.list():  # this model's cached file and its .json (sha256), if any
-            if name.startswith(f"{space.model}-"):
-                (Path(tmp) / name).write_bytes((remote / name).read_bytes())
-        local = embedded_weights(space.model, tmp)  # the cached copy verified against its sha256, or pre-trained
-        for path in (local, Path(f"{local}.json")):
-            if not (remote / path.name).exists() or (remote / path.name).read_bytes() != path.read_bytes():
+        cached = {name: (remote / name).read_bytes() for name in remote.list() if name.startswith(f"{space.model}-")}
+        for name, data in cached.items():
+            (Path(tmp) / name).write_bytes(data)
+        local = embedded_weights(space.model, tmp)  # the cached copy if its sha256 holds, else pre-trained anew
+        meta = Path(f"{local}.json")
+        if cached.get(meta.name) != meta.read_bytes():  # pre-trained here: the file, then its sha256 record
+            for path in (local, meta):
                 (remote / path.name).write_bytes(path.read_bytes())
     return space.with_overrides({"weights": join_uri(storage, CACHE_DIR, local.name)})
 

@@ -16,9 +16,8 @@ import time
 import pytest
 
 from ray_lth.storage import join_uri, location
-from test_sweep import ROOT, _launch, _launch_command
-
-pytest.importorskip("moto.server", reason="moto[server] (the test extra) is not installed")
+from ray_lth.tune.sweep import SweepError, run_sweep
+from test_sweep import ROOT, _launch, _launch_command, _space
 
 
 def _rows(experiment):
@@ -59,6 +58,27 @@ def _ray_session_dir():
     return ray._private.worker._global_node.get_session_dir_path()
 
 
+def test_weights_from_a_uri_load_weights_only_with_the_local_messages(s3_server, resnet8_weights, tmp_path):
+    import torch
+
+    from ray_lth.models import build_model, get_model_spec
+    from ray_lth.weights import WeightsError, file_sha256, load_pretrained
+
+    storage = s3_server("lth-weights")
+    (location(storage) / "resnet8.pt").write_bytes(resnet8_weights.read_bytes())
+    model, spec = build_model("resnet8", 10), get_model_spec("resnet8")
+    assert load_pretrained(model, join_uri(storage, "resnet8.pt"), spec.heads) == "torchvision"
+    assert torch.equal(model.conv1.weight, torch.load(resnet8_weights, weights_only=True)["conv1.weight"])
+    assert file_sha256(join_uri(storage, "resnet8.pt")) == file_sha256(resnet8_weights)
+    with pytest.raises(WeightsError, match=r"^weights file s3://lth-weights/none.pt does not exist$"):
+        load_pretrained(model, join_uri(storage, "none.pt"), spec.heads)  # named without the URI's options
+    torch.save(model, tmp_path / "whole_model.pt")  # a pickled module, not a state dict: never unpickled
+    (location(storage) / "whole_model.pt").write_bytes((tmp_path / "whole_model.pt").read_bytes())
+    with pytest.raises(WeightsError, match="s3://lth-weights/whole_model.pt: holds pickled objects") as error:
+        load_pretrained(model, join_uri(storage, "whole_model.pt"), spec.heads)
+    assert "weights_only=False" not in str(error.value)
+
+
 def _small(*args):
     return ("--set", "rounds=1", "--set", "epochs=1", *args)
 
@@ -80,6 +100,8 @@ def test_s3_sweep_writes_every_file_to_the_bucket_and_none_locally(ray_cluster, 
     assert summary["seeds"] == "1" and summary["rounds_run"] == "2"
     assert json.loads((experiment / "timing.json").read_text())["rounds"] == 2
     assert json.loads((experiment / "ray_lth_space.json").read_text())["kind"] == "grid"
+    with pytest.raises(SweepError, match="s3://lth-files/files exists: pass --resume"):  # tuner.pkl seen in S3
+        run_sweep(_space(resnet8_weights), storage, "files", verbose=0)
     (trial,) = {r["trial_name"] for r in rows}
     assert {"mask_round_00.rlthmask", "mask_round_01.rlthmask"} <= set((experiment / trial / "trajectory").list())
     assert len([c for c in (experiment / trial).list() if c.startswith("checkpoint_")]) == 2  # rounds 0 and 1
@@ -145,6 +167,11 @@ def test_a_killed_worker_resumes_from_its_last_round_in_s3(ray_cluster, s3_serve
     output, _ = launcher.communicate(timeout=400)
     assert launcher.returncode == 0, output[-3000:]
     assert sorted(int(r["round"]) for r in _rows(experiment)) == [0, 1, 2, 3], output[-3000:]
+    # the embedded θ_p was pre-trained on the driver and cached in the bucket, where the worker read it
+    cache = location(storage) / ".ray_lth_cache"
+    (weights,) = [name for name in cache.list() if name.endswith(".pt")]
+    assert f"{weights}.json" in cache.list()
+    assert _results(experiment)[0]["config"]["weights"] == join_uri(storage, ".ray_lth_cache", weights)
     reported = [r["round"] for r in _results(experiment)]
     # the restarted worker read its trajectory copy from the bucket: rounds 0 and 1 were not trained again
     assert reported.count(0) == 1 and reported.count(1) == 1, reported
