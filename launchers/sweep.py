@@ -3,6 +3,7 @@
     python launchers/sweep.py                       # the embedded default space `quick`, local Ray
     python launchers/sweep.py --space paper_cifar --weights resnet50.pth --data-root ~/data
     python launchers/sweep.py --address auto --storage /shared/lth   # an existing Ray cluster
+    python launchers/sweep.py --address auto --storage s3://bucket/lth   # its storage in an object store
     python launchers/sweep.py --name quick --resume                  # continue an interrupted sweep
 
 Prints a line per finished round of every trial (sparsity %, metric %, verdict), a line per group
@@ -11,6 +12,8 @@ table every 30 s and, at the end, per group the dense mean ± std and the maximu
 sparsity, one sentence comparing the IMP tickets with the random masks, the wall time and the
 core utilisation. Ray's own output (its table, INFO logs, checkpoint lines) only with --verbose.
 Writes results.csv, summary.csv, timing.json, report/ and TensorBoard logs under <storage>/<name>/.
+--storage takes what Ray Tune's storage_path takes: a path (relative ones resolved here) or an
+object-store URI (s3://bucket/prefix, gs://..., s3://bucket?endpoint_override=host:port&scheme=http).
 """
 
 import argparse
@@ -18,6 +21,7 @@ import dataclasses
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,14 +36,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ray_lth.cli import format_table, parse_overrides  # noqa: E402
 from ray_lth.ablation import TemperatureAblationSpace, derive_upstream_mask, format_temperature_table  # noqa: E402
+from ray_lth.pretrain import embedded_weights  # noqa: E402
 from ray_lth.spaces import SweepSpace, check_weights_fit, load_space, resolve_weights, space_names  # noqa: E402
+from ray_lth.storage import is_uri, join_uri, location  # noqa: E402
+
+CACHE_DIR = ".ray_lth_cache"  # under --storage: the embedded θ_p, pre-trained once per model
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", default="quick", help=f"a module of search_spaces/: {', '.join(space_names())}")
     parser.add_argument("--address", help="address of an existing Ray cluster (e.g. auto); default: start Ray here")
-    parser.add_argument("--storage", default="experiments", help="experiment root; on a cluster, a path every node sees")
+    parser.add_argument("--storage", default="experiments",
+                        help="experiment root: a path or an object-store URI (s3://bucket/prefix, gs://...); "
+                             "on a cluster, one every node sees")
     parser.add_argument("--name", help="experiment name (default: the space's name)")
     parser.add_argument("--resume", action="store_true", help="continue the experiment --name after an interruption")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -63,7 +73,11 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     parser, args = parse_args(argv)
     name = args.name or args.space
-    storage = Path(args.storage).resolve()
+    storage = args.storage if is_uri(args.storage) else str(Path(args.storage).resolve())  # a URI as given
+    try:
+        location(storage).exists()  # a malformed URI or an unreachable store: one message, before Ray starts
+    except (ValueError, OSError) as error:
+        parser.error(f"--storage: {error}")
     if args.resume and (args.set or args.weights or args.data_root):
         parser.error("--resume continues the sweep as it was started: drop --set, --weights and --data-root")
     try:
@@ -81,7 +95,7 @@ def main(argv=None) -> int:
                                           "cpus_per_worker"))
         if not args.resume:
             # validate every grid point before Ray starts (the embedded θ_p is pre-trained here once)
-            space = resolve_weights(space, args.weights, storage / ".ray_lth_cache")
+            space = _resolve_weights(space, args.weights, storage)
             check_weights_fit(space.validate())
     except ValueError as error:
         parser.error(str(error))
@@ -103,8 +117,8 @@ def main(argv=None) -> int:
     print_summary(outcome)
     if outcome.transfer:
         print_transfer(outcome.transfer)
-    print(f"\nresults: {outcome.experiment_dir / 'results.csv'}")
-    print(f"tensorboard: tensorboard --logdir {outcome.experiment_dir / 'tensorboard'}")
+    print(f"\nresults: {outcome.experiment / 'results.csv'}")
+    print(f"tensorboard: tensorboard --logdir {outcome.experiment / 'tensorboard'}")
     for error in outcome.errors:
         print(f"trial failed: {error}", file=sys.stderr)
     return 1 if outcome.errors else 0
@@ -117,11 +131,33 @@ def _with_flags(space, args, resource_flags):
         overrides["data_root"] = str(Path(args.data_root).resolve())
     if args.workers_per_trial is not None:
         overrides["workers_per_trial"] = args.workers_per_trial  # an ImpConfig field: checked with the batch size
-    if isinstance(overrides.get("mask_file"), str):
+    if isinstance(overrides.get("mask_file"), str) and not is_uri(overrides["mask_file"]):
         overrides["mask_file"] = str(Path(overrides["mask_file"]).resolve())  # trials run elsewhere
     space = space.with_overrides(overrides)
     resources = {flag: getattr(args, flag) for flag in resource_flags}
     return dataclasses.replace(space, **{k: v for k, v in resources.items() if v is not None})
+
+
+def _resolve_weights(space, weights, storage: str):
+    """The space with its θ_p file. The embedded θ_p is pre-trained once per model and cached in
+    ``<storage>/.ray_lth_cache/``. With an object store as storage the workers of every node read
+    it from there (through the storage layer, as a URI), since the driver's local disk is not
+    theirs: it is pre-trained in a local temporary folder and uploaded, unless the cache has it."""
+    if not is_uri(storage):
+        return resolve_weights(space, weights, Path(storage) / CACHE_DIR)
+    if weights or space.weights != "embedded":
+        return resolve_weights(space, weights, None)  # no cache needed
+    remote = location(storage) / CACHE_DIR
+    with tempfile.TemporaryDirectory(prefix="ray_lth_cache_") as tmp:
+        cached = {name: (remote / name).read_bytes() for name in remote.list() if name.startswith(f"{space.model}-")}
+        for name, data in cached.items():
+            (Path(tmp) / name).write_bytes(data)
+        local = embedded_weights(space.model, tmp)  # the cached copy if its sha256 holds, else pre-trained anew
+        meta = Path(f"{local}.json")
+        if cached.get(meta.name) != meta.read_bytes():  # pre-trained here: the file, then its sha256 record
+            for path in (local, meta):
+                (remote / path.name).write_bytes(path.read_bytes())
+    return space.with_overrides({"weights": join_uri(storage, CACHE_DIR, local.name)})
 
 
 def _init_ray(ray, args) -> None:
@@ -140,14 +176,17 @@ def _init_ray(ray, args) -> None:
           flush=True)
 
 
-def run_ablation(parser, args, space: TemperatureAblationSpace, storage: Path, name: str) -> int:
+def run_ablation(parser, args, space: TemperatureAblationSpace, storage: str, name: str) -> int:
     """Table 2's temperature ablation: derive or take the upstream ticket (plain torch, before Ray
     starts), then one trial per temperature (and seed) with fractional resources."""
     if args.resume or args.patience is not None:
         parser.error(f"--space {args.space} runs once, to the end: --resume and --patience do not apply")
+    if is_uri(storage):  # its upstream ticket and the trials' ticket files are local files
+        parser.error(f"--space {args.space} keeps its tickets in local files: give --storage a path "
+                     f"(on a cluster, an NFS path every node sees), not {storage.split('?')[0]}")
     try:
         space = _with_flags(space, args, ("gpus_per_trial", "cpus_per_trial"))
-        cache = storage / ".ray_lth_cache"
+        cache = Path(storage) / CACHE_DIR
         space = resolve_weights(space, args.weights, cache)
         space.validate()  # every field, before the upstream ticket is derived or Ray starts
         space = derive_upstream_mask(space, cache)
@@ -176,7 +215,7 @@ def run_ablation(parser, args, space: TemperatureAblationSpace, storage: Path, n
                         "downstream", "accuracy %", "seconds"], rows))
     print("\nTable 2: transfer accuracy of the simCLR tickets at each temperature")
     print(format_temperature_table(outcome.table))
-    print(f"\nresults: {outcome.experiment_dir / 'trials.csv'}, {outcome.experiment_dir / 'temperature_table.csv'}")
+    print(f"\nresults: {outcome.experiment / 'trials.csv'}, {outcome.experiment / 'temperature_table.csv'}")
     for error in outcome.errors:
         print(f"trial failed: {error}", file=sys.stderr)
     return 1 if outcome.errors else 0

@@ -8,7 +8,6 @@ epoch ``selection`` defaults to the task's own: ``best_val`` for the paper's cla
 """
 
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 from .distributed import check_global_batch
@@ -20,6 +19,7 @@ from .selection import SELECTIONS
 from .tasks import CLASSIFICATION_TASKS, TASKS, check_task_options, task_options
 from .tasks.validation_split import TRAIN_IMAGES
 from .train import SCHEDULES, TRAIN_FIELDS, TrainHparams, schedule_for
+from .storage import is_file
 from .weights import WEIGHTS_FORMATS
 
 DATA_PARALLEL_TASKS = CLASSIFICATION_TASKS + ("simclr", "moco")  # the tasks whose rounds may span workers
@@ -84,16 +84,16 @@ class ImpConfig:
             raise ValueError("rewind='pretrained' rewinds to θ_p: give weights=<file>, or choose rewind 'init'")
         if self.rewind == "init" and self.weights:
             raise ValueError("rewind='init' trains from the random init θ_0, so weights would be unused: drop weights")
-        if self.weights and not Path(self.weights).is_file():
+        if self.weights and not is_file(self.weights):  # a local path or a storage URI
             raise ValueError(f"weights={self.weights!r}: no such file")
-        if self.mask_file and not Path(self.mask_file).is_file():
+        if self.mask_file and not is_file(self.mask_file):
             raise ValueError(f"mask_file={self.mask_file!r}: no such file")
         allowed("mask_perturbation", self.mask_perturbation, MASK_PERTURBATIONS)
         if not 0.0 < self.perturbation_fraction <= 1.0:
             raise ValueError(f"perturbation_fraction must be in (0, 1], got {self.perturbation_fraction}")
         if self.rewind_file and self.rewind != "early":
             raise ValueError(f"rewind_file holds a θ_k% to rewind to: it needs rewind='early', got {self.rewind!r}")
-        if self.rewind_file and not Path(self.rewind_file).is_file():
+        if self.rewind_file and not is_file(self.rewind_file):
             raise ValueError(f"rewind_file={self.rewind_file!r}: no such file")
         if not self.train_dense and (not self.weights or self.rewind != "pretrained" or self.mask_file):
             raise ValueError("train_dense=False evaluates θ_p as the trained dense network: it needs weights=<file>, "

@@ -26,7 +26,7 @@ from .selection import epoch_selection
 from .tasks import TASKS, build_task, load_pretrained_heads, wrap_for_training
 from .train import train_masked
 from .trajectory_state import REWIND_FILE, RewindReference, RoundRecord, TrajectoryState
-from .weights import load_pretrained
+from .weights import load_pretrained, load_weights_only
 
 
 @dataclass
@@ -79,7 +79,7 @@ def start_state(config: ImpConfig, task) -> Tuple[Dict[str, torch.Tensor], Dict[
     rewind_state = capture_state(model, trained_model)
     if config.rewind_file:
         # the θ_k% of the trajectory that found mask_file: a perturbed mask restarts where it did
-        rewind_state = torch.load(config.rewind_file, map_location="cpu", weights_only=True)
+        rewind_state = load_weights_only(config.rewind_file, "rewind_file")
         check_state_keys(rewind_state, model, trained_model, f"rewind_file {config.rewind_file}")
     return rewind_state, prunable_parameters(model, spec.never_pruned)
 

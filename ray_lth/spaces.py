@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 
 from .ablation import TemperatureAblationSpace
 from .config import ImpConfig
+from .storage import is_uri
 from .transfer import TransferSpace
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
@@ -154,7 +155,8 @@ def load_space(name: str):
 def resolve_weights(space, weights: Optional[str], cache_dir: Path):
     """Fill in the ``weights`` field: the user's file, or the embedded θ_p (pre-trained once)."""
     if weights:
-        return space.with_overrides({"weights": str(Path(weights).resolve())})
+        # a URI as given (its options too): every node reads it through the storage layer
+        return space.with_overrides({"weights": weights if is_uri(weights) else str(Path(weights).resolve())})
     if space.weights == "required" and space.fixed.get("rewind") != "init":  # θ_0 runs need no θ_p
         raise ValueError(f"this space needs pre-trained weights: pass --weights FILE ({space.description})")
     if space.weights == "embedded":

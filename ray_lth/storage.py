@@ -150,6 +150,12 @@ def on_filesystem(filesystem: pafs.FileSystem, path: str) -> Location:
     return Location(filesystem, path.rstrip("/"), "" if kind == "local" else {"gcs": "gs"}.get(kind, kind))
 
 
+def is_file(uri: Union[str, Path]) -> bool:
+    """Whether ``uri`` (a local path or a storage URI, options included) names a file."""
+    source = location(uri)
+    return source.fs.get_file_info(source.path).type == pafs.FileType.File
+
+
 def is_uri(value: Union[str, Path]) -> bool:
     return "://" in str(value) and not str(value).startswith("file://")
 
@@ -157,3 +163,13 @@ def is_uri(value: Union[str, Path]) -> bool:
 def storage_path_for_ray(uri: Union[str, Path]) -> str:
     """What to pass as Ray's ``storage_path``: the URI as given (options included), or an absolute path."""
     return str(uri) if is_uri(uri) else str(location(uri))
+
+
+def join_uri(uri: Union[str, Path], *names: str) -> str:
+    """The URI (or local path) of ``names`` inside ``uri``, its options kept:
+    ``join_uri("s3://b?endpoint_override=h:1", "x", "y.pt") == "s3://b/x/y.pt?endpoint_override=h:1"``."""
+    if not is_uri(uri):
+        return str(Path(str(location(uri))).joinpath(*names))
+    base, _, options = str(uri).partition("?")
+    joined = "/".join([base.rstrip("/"), *names])
+    return f"{joined}?{options}" if options else joined

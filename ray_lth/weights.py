@@ -18,6 +18,7 @@ MLP; a simCLR file's, where it has one) is γ_p for the file's own pre-training 
 """
 
 import hashlib
+import io
 import pickle
 import sys
 from pathlib import Path
@@ -25,6 +26,8 @@ from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
+
+from .storage import is_file, is_uri, location
 
 WEIGHTS_FORMATS = ("auto", "torchvision", "moco", "simclr")
 _MOCO_PREFIX = "module.encoder_q."
@@ -35,22 +38,31 @@ class WeightsError(ValueError):
 
 
 def file_sha256(path) -> str:
+    """SHA-256 of a local file or of an object in storage (a URI), read in 1 MiB chunks."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    source = location(path)
+    with source.fs.open_input_stream(source.path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
-def read_state_dict(path, weights_format: str = "auto") -> Tuple[Dict[str, torch.Tensor], str]:
-    """The backbone state dict in a file, in torchvision key names, and the format found."""
-    if weights_format not in WEIGHTS_FORMATS:
-        raise WeightsError(f"weights_format must be one of {list(WEIGHTS_FORMATS)}, got {weights_format!r}")
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
+def _shown(path) -> str:
+    """How messages name a weights file: a URI without its options (they may hold credentials)."""
+    return str(location(path)) if is_uri(path) else str(path)
+
+
+def load_weights_only(path, what: str = "weights file"):
+    """What a torch file holds, loaded as plain tensors (``weights_only``: runs no code), from a
+    local path or a storage URI; a WeightsError naming the file otherwise."""
+    if not is_file(path):
+        raise WeightsError(f"{what} {_shown(path)} does not exist")
+    # a URI (every node of a cluster reads θ_p from the experiment's storage) is read through the
+    # storage layer into memory; torch.load reads it from there just as from a file
+    source = io.BytesIO(location(path).read_bytes()) if is_uri(path) else Path(path)
+    path = _shown(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # torch's own message advises weights_only=False, i.e. running the file's code: not repeated
         raise WeightsError(
@@ -61,6 +73,15 @@ def read_state_dict(path, weights_format: str = "auto") -> Tuple[Dict[str, torch
     except Exception as error:  # not a torch file, a truncated one ...
         raise WeightsError(f"{path}: not a readable torch weights file ({type(error).__name__}: "
                            f"{str(error)[:120]})") from None
+    return obj
+
+
+def read_state_dict(path, weights_format: str = "auto") -> Tuple[Dict[str, torch.Tensor], str]:
+    """The backbone state dict in a file, in torchvision key names, and the format found."""
+    if weights_format not in WEIGHTS_FORMATS:
+        raise WeightsError(f"weights_format must be one of {list(WEIGHTS_FORMATS)}, got {weights_format!r}")
+    obj = load_weights_only(path)
+    path = _shown(path)
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{path}: expected a state dict (a mapping), found {type(obj).__name__}")
     found = _detect_format(obj) if weights_format == "auto" else weights_format
@@ -89,6 +110,7 @@ def load_pretrained(model: nn.Module, path, heads: Iterable[str], weights_format
     modules of ``not_from_weights`` ((module, reason) pairs, e.g. the CIFAR stem's conv1) are
     never loaded. Prints one line naming the keys left out and why."""
     state, found = read_state_dict(path, weights_format)
+    path = _shown(path)
     heads = tuple(heads)
     skipped = {} if load_heads else {h: "task head, new for this task" for h in heads}
     skipped.update(dict(not_from_weights))
@@ -139,6 +161,7 @@ def read_projection_head(path, weights_format: str = "auto") -> Tuple[Optional[D
     """The file's MLP projection head in ``projection_head``'s names (``0.weight``, ``0.bias``,
     ``2.weight``, ``2.bias``), or None when it holds none; and each name's key in the file."""
     state, found = read_state_dict(path, weights_format)
+    path = _shown(path)
     for first, second in _PROJECTION_LAYOUTS:
         names = {f"{new}.{kind}": f"{old}.{kind}" for new, old in (("0", first), ("2", second))
                  for kind in ("weight", "bias")}

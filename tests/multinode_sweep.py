@@ -1,5 +1,6 @@
 """Run by test_multinode: a two-node Ray cluster on this machine (ray.cluster_utils.Cluster),
-one sweep, and a JSON line saying where the trials ran and where their files went."""
+one sweep, and a JSON line saying where the trials ran and where their files went. The storage
+is a local folder or an object-store URI (the S3 variant of the test)."""
 
 import json
 import sys
@@ -11,6 +12,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 import ray  # noqa: E402
 from ray_lth.spaces import SweepSpace  # noqa: E402
+from ray_lth.storage import location  # noqa: E402
 from ray_lth.tune.sweep import run_sweep  # noqa: E402
 
 
@@ -24,11 +26,17 @@ def main(weights: str, storage: str, temp_dir: str) -> None:
                                                    epochs=1, weights=weights, device="cpu"),
                            grid=dict(seed=[0, 1]), weights="none", patience=100)
         outcome = run_sweep(space, storage, "multinode", verbose=0)
-        nodes = set()
-        for result_file in outcome.experiment_dir.glob("*/result.json"):
-            nodes |= {json.loads(line)["node_id"] for line in result_file.read_text().splitlines()}
-        checkpoints = sorted(str(p) for p in outcome.experiment_dir.glob("*/checkpoint_*"))
-        print(json.dumps({"nodes": len(nodes), "checkpoints": checkpoints, "errors": outcome.errors}))
+        experiment = location(outcome.experiment)
+        nodes, checkpoints, masks = set(), [], []
+        for trial in [name for name in experiment.list() if (experiment / name).is_dir()]:
+            if (experiment / trial / "result.json").exists():
+                lines = (experiment / trial / "result.json").read_text().splitlines()
+                nodes |= {json.loads(line)["node_id"] for line in lines}
+            checkpoints += [str(experiment / trial / c) for c in (experiment / trial).list() if c.startswith("checkpoint_")]
+            masks += [str(experiment / trial / "trajectory" / m) for m in (experiment / trial / "trajectory").list()
+                      if m.startswith("mask_round_")]
+        print(json.dumps({"nodes": len(nodes), "checkpoints": sorted(checkpoints), "masks": sorted(masks),
+                          "errors": outcome.errors}))
     finally:
         ray.shutdown()
         cluster.shutdown()

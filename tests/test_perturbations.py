@@ -95,7 +95,7 @@ def test_plan_runs_each_perturbation_from_its_own_rewind_and_passes_the_theta_5_
         assert d.config["mask_label"] == f"m_digits-r{d.round}-{d.config['mask_perturbation']}"
     assert len({group_name(d.config) for d in plan.dependents}) == 2 * 2 * 3  # seeds share a group
     assert all(isinstance(c, ImpConfig) for c in space.validate())
-    searcher = DependencySearcher(plan)
+    searcher = DependencySearcher(plan, "/exp")
     for i in range(4):
         searcher.suggest(f"up{i}")
     for i in range(4):

@@ -14,6 +14,7 @@ from ray_lth.analysis.report import write_report
 from ray_lth.config import ImpConfig
 from ray_lth.imp import run_trajectory
 from ray_lth.naming import group_name, trial_name
+from ray_lth.storage import location
 from ray_lth.tasks import build_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +99,7 @@ def test_sweep_end_writes_the_report_and_a_plotting_failure_only_logs(experiment
     from ray_lth.tune import sweep
 
     folder, _ = experiment
-    assert sweep._report(folder) == folder / "report" / "README.md"
+    assert sweep._report(folder) == location(folder / "report" / "README.md")
 
     def broken(_):
         raise RuntimeError("no fonts")

@@ -31,13 +31,17 @@ def _rows(experiment):
         return list(csv.DictReader(f))
 
 
-def _launch(address, storage, *args):
-    command = [sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", address, "--storage", str(storage),
-               "--space", "quick", "--set", "model=resnet8", "--set", "epochs=6", "--set", "rounds=4",
-               "--set", "task=digits", "--set", "pruning=global",
-               "--patience", "100", *args]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+def _launch_command(address, storage, *args):
+    """The launcher on the `quick` space, small (later --set override these), joined to ``address``."""
+    return [sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", address, "--storage", str(storage),
+            "--space", "quick", "--set", "model=resnet8", "--set", "epochs=6", "--set", "rounds=4",
+            "--set", "task=digits", "--set", "pruning=global",
+            "--patience", "100", *args]
+
+
+def _launch(address, storage, *args, cwd=None):
+    return subprocess.Popen(_launch_command(address, storage, *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True, cwd=cwd)
 
 
 def _wait_for_round(experiment, round_index, timeout=240):

@@ -41,7 +41,7 @@ def test_bad_transfer_spaces_are_rejected():
 
 def test_searcher_waits_for_the_upstream_round_then_finishes():
     plan = _space(seeds=[0]).plan()
-    searcher = DependencySearcher(plan)
+    searcher = DependencySearcher(plan, "/")
     suggested = [searcher.suggest(f"t{i}") for i in range(3)]  # upstream + 2 dense baselines
     assert suggested[0]["task"] == "shapes" and {c["task"] for c in suggested[1:]} == {"digits", "gratings"}
     assert searcher.suggest("t3") is None  # no upstream round yet
@@ -58,11 +58,11 @@ def test_searcher_waits_for_the_upstream_round_then_finishes():
 
 def test_a_failed_upstream_fails_its_dependants_by_name_and_state_survives_save(tmp_path):
     plan = _space(seeds=[0]).plan()
-    searcher = DependencySearcher(plan)
+    searcher = DependencySearcher(plan, "/")
     for i in range(3):
         searcher.suggest(f"t{i}")
     searcher.save(str(tmp_path / "searcher.pkl"))
-    restored = DependencySearcher(plan)
+    restored = DependencySearcher(plan, "/")
     restored.restore(str(tmp_path / "searcher.pkl"))
     assert restored.next_plain == 3 and restored.role == searcher.role
     restored.on_trial_complete("t0", error=True)
@@ -95,7 +95,7 @@ def test_transfer_verdicts_universal_and_per_task():
 
 def test_bisect_searcher_asks_only_for_the_fine_tunes_the_boundary_search_needs():
     plan = _space(seeds=[0, 1], rounds=[1, 2, 3, 4, 5, 6, 7, 8], downstream={"digits": {}}, search="bisect").plan()
-    searcher = DependencySearcher(plan)
+    searcher = DependencySearcher(plan, "/")
     ids = iter(f"t{i}" for i in range(1000))
     plain = {}
     for _ in range(len(plan.upstream) + len(plan.independent)):
@@ -124,3 +124,14 @@ def test_bisect_searcher_asks_only_for_the_fine_tunes_the_boundary_search_needs(
     assert {(5, 0), (5, 1), (6, 0), (6, 1)} <= set(asked)  # both seeds at the boundary and past it
     answer = searcher.searches["digits"].answer()
     assert plan.rounds[answer.level] == 5 and not answer.uncertain
+
+
+def test_a_transfer_trial_on_object_storage_gets_its_mask_as_a_uri_with_the_stores_options():
+    """Every node opens the upstream's mask through the storage layer: the experiment's URI (its
+    endpoint options kept) and the upstream trial's folder, not a local path."""
+    plan = _space(seeds=[0]).plan()
+    searcher = DependencySearcher(plan, "s3://lth/exp?endpoint_override=127.0.0.1:9000&scheme=http")
+    [searcher.suggest(f"t{i}") for i in range(3)]
+    searcher.on_trial_result("t0", {"round": 0, "trial_fs_path": "s3://lth/exp/upstream-trial"})
+    assert searcher.suggest("t3")["mask_file"] == \
+        "s3://lth/exp/upstream-trial/trajectory/mask_round_01.rlthmask?endpoint_override=127.0.0.1:9000&scheme=http"

@@ -15,12 +15,17 @@ Reads ``results.csv``, each trial's ``params.json`` (its config, as Ray Tune wro
   deepest common round), ``similarity_by_sparsity.png``, ``zero_kernels.png``/``.csv`` (Figure 6)
   and ``heatmap_<series>.png`` (Figure 7, at the round closest to 79.03 % sparsity);
 - ``README.md``: the tables and the figures, in Markdown.
+
+The experiment may be in an object store (``s3://…``, as ``--storage`` takes it): its results,
+trial configs, space file and round masks (not the checkpoints) are copied into a local temporary
+folder, the report is written there (matplotlib writes local files) and ``report/`` is uploaded.
 """
 
 import csv
 import itertools
 import json
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -29,6 +34,7 @@ from ..masks import MaskFileError, load_mask, read_mask_header
 from ..masks import sparsity as mask_sparsity
 from ..matching import DenseBand, MatchingTracker, dense_band
 from ..naming import REWIND_SYMBOLS, rewind_point
+from ..storage import Location, location
 from .curves import CurvePoint, curve_from_rows, matching_boundary
 from .kernels import zero_kernel_counts
 from .plots import plot_curves, plot_kernel_heatmaps, plot_series, plot_similarity_matrix
@@ -231,15 +237,52 @@ def _trial_masks(series: Series, trial: str, rows: List[dict]) -> Dict[int, dict
     return masks
 
 
-def write_report(experiment, compare: Sequence = ()) -> Path:
-    """Write ``<experiment>/report/`` (see the module docstring); returns its README.md."""
-    experiment = Path(experiment)
+def write_report(experiment, compare: Sequence = ()) -> Location:
+    """Write ``<experiment>/report/`` (see the module docstring); returns its README.md.
+    ``experiment`` and ``compare``: local folders, storage URIs or Locations."""
+    experiment, compare = location(experiment), [location(c) for c in compare]
+    if experiment.is_local and all(c.is_local for c in compare):
+        readme = _write_report(experiment.local_path, [c.local_path for c in compare], str(experiment),
+                               [str(c) for c in compare])
+        return location(readme)
+    with tempfile.TemporaryDirectory(prefix="ray_lth_report_") as tmp:
+        folders = [_local_copy(source, Path(tmp) / str(i) / source.name) for i, source in
+                   enumerate([experiment, *compare])]
+        readme = _write_report(folders[0], folders[1:], str(experiment), [str(c) for c in compare])
+        (experiment / REPORT_DIR).upload(readme.parent)
+    return experiment / REPORT_DIR / "README.md"
+
+
+def _local_copy(experiment: Location, folder: Path) -> Path:
+    """What the report reads of an experiment, copied into ``folder``: results.csv, the space
+    file, each trial's params.json and round masks; a local experiment is read where it is."""
+    if experiment.is_local:
+        return experiment.local_path
+    results = experiment / "results.csv"
+    if not results.exists():
+        raise ValueError(f"{results}: no results.csv; is this an experiment written by launchers/sweep.py?")
+    folder.mkdir(parents=True)
+    (folder / "results.csv").write_bytes(results.read_bytes())
+    if (experiment / "ray_lth_space.json").exists():
+        (folder / "ray_lth_space.json").write_bytes((experiment / "ray_lth_space.json").read_bytes())
+    for trial in sorted({row["trial_name"] for row in read_rows(folder / "results.csv")}):
+        (folder / trial / "trajectory").mkdir(parents=True)
+        if (experiment / trial / "params.json").exists():
+            (folder / trial / "params.json").write_bytes((experiment / trial / "params.json").read_bytes())
+        trajectory = experiment / trial / "trajectory"
+        for name in trajectory.list():
+            if name.startswith(_MASK.split("{")[0]):
+                (folder / trial / "trajectory" / name).write_bytes((trajectory / name).read_bytes())
+    return folder
+
+
+def _write_report(experiment: Path, compare: Sequence[Path], shown: str, compare_shown: Sequence[str]) -> Path:
+    """The report of local folders, into ``<experiment>/report/``; ``shown``: how README.md names them."""
     out = experiment / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     series, rows, plan = load_series(experiment)
     all_rows = {experiment: rows}
     for other in compare:
-        other = Path(other)
         more, other_rows, _ = load_series(other, prefix=f"{other.name}: ")
         series += more
         all_rows[other] = other_rows
@@ -375,8 +418,8 @@ def write_report(experiment, compare: Sequence = ()) -> Path:
             figures.append(("relative mask similarity vs sparsity", "similarity_by_sparsity.png"))
 
     readme = out / "README.md"
-    sections = [f"# Report: {experiment.name}\n\nFrom `{experiment / 'results.csv'}`"
-                + (f" and {', '.join(str(c) for c in compare)}" if compare else "") + "; nothing was rerun.\n"]
+    sections = [f"# Report: {experiment.name}\n\nFrom `{shown}/results.csv`"
+                + (f" and {', '.join(compare_shown)}" if compare else "") + "; nothing was rerun.\n"]
     sections += tables
     sections.append("## Figures\n\n" + "\n\n".join(f"### {title}\n\n![{title}]({name})" for title, name in figures))
     readme.write_text("\n\n".join(sections) + "\n")

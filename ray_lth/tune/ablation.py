@@ -13,6 +13,7 @@ from typing import Callable, List, Optional
 from ray import tune
 
 from ..ablation import TemperatureAblationSpace, run_ablation_trial, temperature_table
+from ..storage import Location, location, storage_path_for_ray
 from .sweep import SweepError, check_resources, write_summary
 
 SPACE_FILE = "ray_lth_ablation_space.json"
@@ -20,10 +21,15 @@ SPACE_FILE = "ray_lth_ablation_space.json"
 
 @dataclass
 class AblationOutcome:
-    experiment_dir: Path
+    experiment: Location  # <storage>/<name>, local or in an object store
     rows: List[dict]  # one per trial
     table: List[dict]  # one per temperature
     errors: List[str]
+
+    @property
+    def experiment_dir(self) -> Optional[Path]:
+        """The experiment folder on this machine; None when it is in an object store."""
+        return self.experiment.local_path
 
 
 def ablation_trainable(config: dict) -> None:
@@ -36,7 +42,7 @@ def trial_resources(space: TemperatureAblationSpace) -> dict:
     return {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial}
 
 
-def build_tuner(space: TemperatureAblationSpace, storage: Path, name: str, trainable: Callable = ablation_trainable,
+def build_tuner(space: TemperatureAblationSpace, storage, name: str, trainable: Callable = ablation_trainable,
                 verbose: int = 1) -> tune.Tuner:
     param_space = {"space": dataclasses.asdict(space), "temperature": tune.grid_search(list(space.temperatures)),
                    "seed": tune.grid_search(list(space.seeds))}
@@ -46,7 +52,7 @@ def build_tuner(space: TemperatureAblationSpace, storage: Path, name: str, train
         tune_config=tune.TuneConfig(num_samples=1,
                                     trial_name_creator=lambda t: f"T{t.config['temperature']:g}-seed{t.config['seed']}",
                                     trial_dirname_creator=lambda t: f"T{t.config['temperature']:g}-seed{t.config['seed']}"),
-        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=verbose,
+        run_config=tune.RunConfig(name=name, storage_path=storage_path_for_ray(storage), verbose=verbose,
                                   progress_reporter=tune.CLIReporter(
                                       parameter_columns=["temperature", "seed"],
                                       metric_columns=["simclr_retrieval_top1", "sparsity", "accuracy"],
@@ -59,13 +65,11 @@ def run_temperature_ablation(space: TemperatureAblationSpace, storage, name: str
                              tuner: Optional[tune.Tuner] = None) -> AblationOutcome:
     """Run every (temperature, seed) trial; Ray must already be initialised. The space must hold
     its ``mask_file`` (``ablation.derive_upstream_mask``) and weights."""
-    storage = Path(storage).resolve()
-    experiment_dir = storage / name
-    if experiment_dir.exists():
-        raise SweepError(f"experiment {experiment_dir} exists: choose another --name (an ablation is not resumed)")
+    experiment = location(storage) / name
+    if experiment.exists():
+        raise SweepError(f"experiment {experiment} exists: choose another --name (an ablation is not resumed)")
     check_resources(space)
-    experiment_dir.mkdir(parents=True)
-    (experiment_dir / SPACE_FILE).write_text(json.dumps(dataclasses.asdict(space), indent=1))
+    (experiment / SPACE_FILE).write_text(json.dumps(dataclasses.asdict(space), indent=1))
     grid = (tuner or build_tuner(space, storage, name, trainable, verbose)).fit()
     errors = [f"{result.path}: {result.error}" for result in grid if result.error is not None]
     keys = ("temperature", "seed", "upstream_sparsity", "sparsity", "simclr_retrieval_top1", "simclr_train_loss",
@@ -74,6 +78,6 @@ def run_temperature_ablation(space: TemperatureAblationSpace, storage, name: str
                    for result in grid if result.error is None and "accuracy" in result.metrics),
                   key=lambda r: (r["temperature"], r["seed"]))
     table = temperature_table(rows) if rows else []
-    write_summary(experiment_dir / "trials.csv", rows)
-    write_summary(experiment_dir / "temperature_table.csv", table)
-    return AblationOutcome(experiment_dir, rows, table, errors)
+    write_summary(experiment / "trials.csv", rows)
+    write_summary(experiment / "temperature_table.csv", table)
+    return AblationOutcome(experiment, rows, table, errors)

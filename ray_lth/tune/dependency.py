@@ -15,21 +15,23 @@ search has its answer.
 """
 
 import pickle
-from pathlib import Path
 from typing import Dict, Optional
 
 from ray.tune.search import Searcher
 
 from ..naming import trial_name
 from ..boundary import BoundarySearch
+from ..storage import join_uri
+from ..trajectory_state import MASK_FILE, REWIND_FILE
 from ..transfer import TransferPlan, new_boundary_search
-from .trainable import UPSTREAM_FAILED
+from .trainable import TRAJECTORY_DIR, UPSTREAM_FAILED
 
 
 class DependencySearcher(Searcher):
-    def __init__(self, plan: TransferPlan):
+    def __init__(self, plan: TransferPlan, experiment_uri: str):
         super().__init__()
         self.plan = plan
+        self.experiment_uri = experiment_uri  # <storage>/<name> as a URI (options kept) or a local path
         self.plain = list(plan.upstream) + list(plan.independent)
         self.next_plain = 0
         self.role: Dict[str, tuple] = {}  # trial_id -> ("upstream"|"independent"|"dependent", index)
@@ -108,10 +110,13 @@ class DependencySearcher(Searcher):
         up = dependent.upstream
         upstream_name = trial_name(self.plan.upstream[up])
         if self.upstream_round.get(up, -1) >= dependent.round - 1 and up in self.upstream_path:
-            trajectory = Path(self.upstream_path[up]) / "trajectory"
-            config = {**dependent.config, "mask_file": str(trajectory / f"mask_round_{dependent.round:02d}.rlthmask")}
+            # the upstream trial's durable copy, as a URI the trial's node can open (an object
+            # store's options, e.g. its endpoint, kept): the experiment's URI and the trial's folder
+            trajectory = join_uri(self.experiment_uri, self.upstream_path[up].rstrip("/").rsplit("/", 1)[-1],
+                                  TRAJECTORY_DIR)
+            config = {**dependent.config, "mask_file": join_uri(trajectory, MASK_FILE.format(dependent.round))}
             if dependent.rewind_from_upstream:
-                config["rewind_file"] = str(trajectory / "rewind_state.pt")  # the upstream's θ_k%
+                config["rewind_file"] = join_uri(trajectory, REWIND_FILE)  # the upstream's θ_k%
             return config
         if up in self.upstream_ended:
             error = self.upstream_ended[up]

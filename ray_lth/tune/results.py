@@ -8,17 +8,21 @@ MatchingTracker once the dense band and every seed's result of that round are kn
 some seeds reached (a seed ran past its group's stop) stays empty.
 The fields that tell the groups apart (e.g. ``pruning``: global or random) follow ``group`` in
 every row, so a reader or a script can tell the arms apart without parsing trial names.
+
+The file lives in the experiment's storage (a local folder or an object store): each rewrite is
+one atomic write there, write-then-rename locally, one PUT on S3/GCS. One PUT per result is fine
+at this scale (a result per trial and round, minutes apart; the file is a few KB per 100 rounds).
 """
 
 import csv
+import io
 import json
-import os
-from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from ray.tune import Callback
 
 from ..matching import MatchingTracker
+from ..storage import location
 
 COLUMNS = ["trial_id", "trial_name", "group", "seed", "round", "sparsity", "nominal_sparsity", "metric",
            "matching", "epochs", "round_seconds", "bookkeeping_seconds"]
@@ -35,11 +39,13 @@ def field_value(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def read_results(path: Path) -> Dict[Tuple[str, int], dict]:
-    if not path.exists():
+def read_results(path) -> Dict[Tuple[str, int], dict]:
+    """The rows of results.csv (a local path or a storage Location) by (trial name, round)."""
+    source = location(path)
+    if not source.exists():
         return {}
-    with open(path, newline="") as f:
-        return {(row["trial_name"], int(row["round"])): row for row in csv.DictReader(f)}
+    reader = csv.DictReader(io.StringIO(source.read_text(), newline=""))
+    return {(row["trial_name"], int(row["round"])): row for row in reader}
 
 
 def feed_tracker(tracker: MatchingTracker, rows) -> None:
@@ -49,7 +55,7 @@ def feed_tracker(tracker: MatchingTracker, rows) -> None:
 
 class ResultsCallback(Callback):
     def __init__(self, path, tracker: MatchingTracker, group_fields: Sequence[str] = ()):
-        self.path = Path(path)
+        self.path = location(path)  # a Location: local or in an object store
         self.tracker = tracker
         self.group_fields = [f for f in group_fields if f not in COLUMNS]
         self.columns = results_columns(self.group_fields)
@@ -84,12 +90,10 @@ class ResultsCallback(Callback):
         self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns)
-            writer.writeheader()
-            for (_, round_index), row in sorted(self.rows.items(), key=lambda kv: (kv[1]["group"], kv[0])):
-                verdict = self.tracker.round_verdict(row["group"], round_index)
-                writer.writerow({**row, "matching": "" if verdict is None else int(verdict)})
-        os.replace(tmp, self.path)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self.columns)
+        writer.writeheader()
+        for (_, round_index), row in sorted(self.rows.items(), key=lambda kv: (kv[1]["group"], kv[0])):
+            verdict = self.tracker.round_verdict(row["group"], round_index)
+            writer.writerow({**row, "matching": "" if verdict is None else int(verdict)})
+        self.path.write_text(text.getvalue())  # atomic: rename locally, one PUT on an object store

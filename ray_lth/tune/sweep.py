@@ -4,10 +4,16 @@ Layout of one experiment, ``<storage>/<name>/``: Ray Tune's trial folders (each 
 checkpoint per round and ``trajectory/`` holding every round's mask), ``results.csv`` (one row
 per trial and round), ``summary.csv``, ``timing.json`` (wall time and core utilisation) and
 ``tensorboard/``.
+
+``storage`` is what Ray Tune's ``storage_path`` takes: a local or NFS path, or an object-store
+URI (``s3://bucket/prefix``, ``gs://…``, options included: ``s3://bucket?endpoint_override=…``).
+Ray gets it as given; everything this module writes goes through the same filesystem
+(``ray_lth.storage``), so nothing lands in a local folder named after the URI.
 """
 
 import csv
 import dataclasses
+import io
 import json
 import sys
 import time
@@ -23,6 +29,7 @@ from ray.tune.search.optuna import OptunaSearch
 from ..analysis.report import write_report
 from ..matching import MatchingTracker
 from ..spaces import SweepSpace
+from ..storage import Location, join_uri, location, storage_path_for_ray
 from ..transfer import TransferSpace, replay_boundary_searches, transfer_verdicts
 from .dependency import DependencySearcher
 from ..naming import trial_name
@@ -46,14 +53,19 @@ class SweepError(RuntimeError):
 
 @dataclass
 class SweepOutcome:
-    experiment_dir: Path
+    experiment: Location  # <storage>/<name>, local or in an object store
     summary: List[dict]
     errors: List[str]
     transfer: Optional[dict] = None  # transfer_verdicts() of a TransferSpace
-    report: Optional[Path] = None  # report/README.md, None if writing the report failed
+    report: Optional[Location] = None  # report/README.md, None if writing the report failed
     timing: dict = field(default_factory=dict)  # timing.json
     stopped_early: List[str] = field(default_factory=list)  # trials the scheduler ended before their last round
     group_fields: List[str] = field(default_factory=list)  # the summary's fields that tell its groups apart
+
+    @property
+    def experiment_dir(self) -> Optional[Path]:
+        """The experiment folder on this machine; None when it is in an object store."""
+        return self.experiment.local_path
 
 
 def _distribution(spec):
@@ -112,19 +124,17 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
     ``launched_at`` (``time.time()`` when the launcher started) makes timing.json's total wall
     time include Ray's start and the θ_p pre-training."""
     launched_at = time.time() if launched_at is None else launched_at
-    storage = Path(storage).resolve()
-    experiment_dir = storage / name
-    started_before = (experiment_dir / "tuner.pkl").exists()
+    experiment = location(storage) / name
+    started_before = (experiment / "tuner.pkl").exists()
     if started_before and not resume:
-        raise SweepError(f"experiment {experiment_dir} exists: pass --resume to continue it, or choose another --name")
+        raise SweepError(f"experiment {experiment} exists: pass --resume to continue it, or choose another --name")
     if resume and not started_before:
-        raise SweepError(f"nothing to resume: {experiment_dir} holds no experiment")
-    space_file = experiment_dir / SPACE_FILE
+        raise SweepError(f"nothing to resume: {experiment} holds no experiment")
+    space_file = experiment / SPACE_FILE
     if resume:
         saved = json.loads(space_file.read_text())  # the space it started with
         space = (TransferSpace if saved["kind"] == "transfer" else SweepSpace)(**saved["space"])
     else:
-        experiment_dir.mkdir(parents=True, exist_ok=True)
         kind = "transfer" if isinstance(space, TransferSpace) else "grid"
         space_file.write_text(json.dumps({"kind": kind, "space": dataclasses.asdict(space)}, indent=1))
     check_resources(space)
@@ -140,7 +150,9 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
     if resume:
         # the scheduler and callbacks come back from the experiment's own state; the results
         # callback re-reads results.csv, so finished rounds and the dense bands survive
-        tuner = tune.Tuner.restore(str(experiment_dir), trainable, resume_unfinished=True, resume_errored=True)
+        # the experiment's own filesystem (with the URI's options, e.g. an S3 endpoint) and its path there
+        tuner = tune.Tuner.restore(experiment.path, trainable, resume_unfinished=True, resume_errored=True,
+                                   storage_filesystem=None if experiment.is_local else experiment.fs)
     else:
         if verbose >= 2:  # Ray's own table, as Ray prints it
             reporter = CLIReporter(
@@ -152,7 +164,7 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
         console = [RoundLines(tracker, fields)] if verbose >= 1 else []
         if plan:
             # trials come from the searcher, which starts each transfer trial once its mask exists
-            search = dict(search_alg=DependencySearcher(plan), num_samples=-1)
+            search = dict(search_alg=DependencySearcher(plan, join_uri(storage_path_for_ray(storage), name)), num_samples=-1)
             param_space = None
         elif space.sample:
             # Optuna's TPE over the sampled fields; each trial's objective is its own result
@@ -162,7 +174,7 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
         else:
             search = dict(num_samples=1)
             param_space = {**space.fixed, **{k: tune.grid_search(v) for k, v in space.grid.items()}}
-        results_callback = ResultsCallback(experiment_dir / "results.csv", tracker, fields)
+        results_callback = ResultsCallback(experiment / "results.csv", tracker, fields)
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
@@ -170,13 +182,13 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
                 scheduler=MatchingScheduler(tracker, pause_ahead=plan is None), max_concurrent_trials=max_concurrent,
                 trial_name_creator=trial_name_creator, trial_dirname_creator=trial_dirname_creator, **search),
             run_config=tune.RunConfig(
-                name=name, storage_path=str(storage), verbose=verbose, progress_reporter=reporter,
+                name=name, storage_path=storage_path_for_ray(storage), verbose=verbose, progress_reporter=reporter,
                 callbacks=[results_callback,
-                           TensorBoardCallback(experiment_dir / "tensorboard"), *console],
+                           TensorBoardCallback(experiment / "tensorboard"), *console],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
                 failure_config=tune.FailureConfig(max_failures=_MAX_FAILURES)),
         )
-    rows_before = read_results(experiment_dir / "results.csv")
+    rows_before = read_results(experiment / "results.csv")
     tuning_started = time.time()
     grid = tuner.fit()
     tuning_wall = time.time() - tuning_started
@@ -189,25 +201,24 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
                            and (completed is None or trial_name(r.config) in completed))
     # the verdicts come from results.csv alone, so they are the same after any resume
     final = MatchingTracker(space.seeds_per_group, space.patience, plan.references if plan else None)
-    results = read_results(experiment_dir / "results.csv")
+    results = read_results(experiment / "results.csv")
     rows = list(results.values())
     feed_tracker(final, rows)
     summary = summarise(final, rows, fields)
-    write_summary(experiment_dir / "summary.csv", summary)
+    write_summary(experiment / "summary.csv", summary)
     # this session's rounds only: a resumed sweep's earlier rounds ran in another wall time
     session_rows = [row for key, row in results.items() if rows_before.get(key) != row]
     timing = core_utilisation(session_rows, ray.cluster_resources().get("CPU", 0), tuning_wall,
                               time.time() - launched_at)
-    (experiment_dir / TIMING_FILE).write_text(json.dumps(timing, indent=1))
+    (experiment / TIMING_FILE).write_text(json.dumps(timing, indent=1))
     transfer = transfer_verdicts(final, plan, space.rounds) if plan else None
     if transfer:
-        write_summary(experiment_dir / "transfer_summary.csv", transfer["rows"])
+        write_summary(experiment / "transfer_summary.csv", transfer["rows"])
         if plan.search == "bisect":
             transfer["search"] = replay_boundary_searches(plan, final)
-            write_summary(experiment_dir / "max_matching_search.csv",
+            write_summary(experiment / "max_matching_search.csv",
                           [{"task": task, **answer} for task, answer in transfer["search"].items()])
-    return SweepOutcome(experiment_dir, summary, errors, transfer, _report(experiment_dir), timing, stopped_early,
-                        fields)
+    return SweepOutcome(experiment, summary, errors, transfer, _report(experiment), timing, stopped_early, fields)
 
 
 def core_utilisation(rows: List[dict], cores: float, tuning_wall: float, total_wall: float) -> dict:
@@ -218,14 +229,14 @@ def core_utilisation(rows: List[dict], cores: float, tuning_wall: float, total_w
             "core_utilisation": round(round_seconds / (cores * tuning_wall), 3) if cores and tuning_wall > 0 else None}
 
 
-def _report(experiment_dir: Path) -> Optional[Path]:
+def _report(experiment) -> Optional[Location]:
     """Write ``report/`` (plots and tables); a failure here is logged, never raised: the sweep's
-    results are on disk already and ``launchers/report.py`` can write the report again."""
+    results are in storage already and ``launchers/report.py`` can write the report again."""
     try:
-        return write_report(experiment_dir)
+        return write_report(experiment)
     except Exception as error:  # noqa: BLE001 - any plotting error must not lose a finished sweep
         print(f"ray_lth: the report was not written ({type(error).__name__}: {error}); "
-              f"run: python launchers/report.py {experiment_dir}", file=sys.stderr, flush=True)
+              f"run: python launchers/report.py {experiment}", file=sys.stderr, flush=True)
         return None
 
 
@@ -249,11 +260,13 @@ def summarise(tracker: MatchingTracker, rows: List[dict], fields=()) -> List[dic
     return summary
 
 
-def write_summary(path: Path, summary: List[dict]) -> None:
+def write_summary(path, summary: List[dict]) -> None:
+    """``summary`` as a CSV file at ``path`` (a local path or a storage Location), written atomically."""
     if not summary:
         return
     fieldnames = list(dict.fromkeys(key for row in summary for key in row))  # every key, first-seen order
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fieldnames)
-        writer.writeheader()
-        writer.writerows(summary)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=fieldnames)
+    writer.writeheader()
+    writer.writerows(summary)
+    location(path).write_text(text.getvalue())
