@@ -118,9 +118,7 @@ def imp_trainable(config: dict, ray_logs: bool = True, worker_resources: Optiona
         if worker_resources is None:
             raise ValueError(f"workers_per_trial={imp_config.workers_per_trial}: data-parallel trials run in grid "
                              f"spaces (SweepSpace), whose cpus_per_worker / gpus_per_worker their workers hold")
-        storage = tune.get_context().get_storage()
-        round_runner = DataParallelRounds(worker_resources, storage.storage_filesystem,
-                                          f"{storage.trial_fs_path}/{DATA_PARALLEL_DIR}")
+        round_runner = DataParallelRounds(worker_resources, trial_dir.fs, (trial_dir / DATA_PARALLEL_DIR).path)
     for result in run_trajectory(imp_config, state, progress=progress, round_runner=round_runner):
         started = time.perf_counter()
         result.state.save(durable)
