@@ -11,6 +11,14 @@ table every 30 s and, at the end, per group the dense mean ± std and the maximu
 sparsity, one sentence comparing the IMP tickets with the random masks, the wall time and the
 core utilisation. Ray's own output (its table, INFO logs, checkpoint lines) only with --verbose.
 Writes results.csv, summary.csv, timing.json, report/ and TensorBoard logs under <storage>/<name>/.
+
+Before Ray starts, the files the configs name are read once on this machine (the driver) and
+checked: --weights against the model, --data-root for the task's dataset files, mask_file and
+rewind_file against the model and task; a bad one exits with status 2 and one message. On a
+cluster (--address) the nodes must see the same paths as the driver (a shared filesystem); a
+path the driver cannot see is an error, unless it is a URI (scheme://), left to the trials. A
+trial that still meets such an error (a node seeing other files) fails once, not retried, and
+the sweep ends with a line `trial <name> failed: <message>` per failed trial (exit status 1).
 """
 
 import argparse
@@ -32,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ray_lth.cli import format_table, parse_overrides  # noqa: E402
 from ray_lth.ablation import TemperatureAblationSpace, derive_upstream_mask, format_temperature_table  # noqa: E402
-from ray_lth.spaces import check_weights_fit, load_space, resolve_weights, space_names  # noqa: E402
+from ray_lth.preflight import check_files  # noqa: E402
+from ray_lth.spaces import load_space, resolve_weights, space_names  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -73,7 +82,7 @@ def main(argv=None) -> int:
         if not args.resume:
             # validate every grid point before Ray starts (the embedded θ_p is pre-trained here once)
             space = resolve_weights(space, args.weights, storage / ".ray_lth_cache")
-            check_weights_fit(space.validate())
+            check_files(space.validate())  # weights, data, masks, rewind states: read here (preflight.py)
     except ValueError as error:
         parser.error(str(error))
 
@@ -97,7 +106,7 @@ def main(argv=None) -> int:
     print(f"\nresults: {outcome.experiment_dir / 'results.csv'}")
     print(f"tensorboard: tensorboard --logdir {outcome.experiment_dir / 'tensorboard'}")
     for error in outcome.errors:
-        print(f"trial failed: {error}", file=sys.stderr)
+        print(error, file=sys.stderr)  # "trial <name> failed: <message>"
     return 1 if outcome.errors else 0
 
 
@@ -106,8 +115,9 @@ def _with_flags(space, args, resource_flags):
     overrides = parse_overrides(args.set)
     if args.data_root:
         overrides["data_root"] = str(Path(args.data_root).resolve())
-    if isinstance(overrides.get("mask_file"), str):
-        overrides["mask_file"] = str(Path(overrides["mask_file"]).resolve())  # trials run elsewhere
+    for key in ("mask_file", "rewind_file"):
+        if isinstance(overrides.get(key), str) and "://" not in overrides[key]:
+            overrides[key] = str(Path(overrides[key]).resolve())  # trials run elsewhere
     space = space.with_overrides(overrides)
     resources = {flag: getattr(args, flag) for flag in resource_flags}
     return dataclasses.replace(space, **{k: v for k, v in resources.items() if v is not None})
@@ -138,7 +148,7 @@ def run_ablation(parser, args, space: TemperatureAblationSpace, storage: Path, n
         space = _with_flags(space, args, ("gpus_per_trial", "cpus_per_trial"))
         cache = storage / ".ray_lth_cache"
         space = resolve_weights(space, args.weights, cache)
-        space.validate()  # every field, before the upstream ticket is derived or Ray starts
+        check_files(space.validate())  # every field and file, before the upstream ticket is derived or Ray starts
         space = derive_upstream_mask(space, cache)
         space.validate()
     except ValueError as error:
@@ -167,7 +177,7 @@ def run_ablation(parser, args, space: TemperatureAblationSpace, storage: Path, n
     print(format_temperature_table(outcome.table))
     print(f"\nresults: {outcome.experiment_dir / 'trials.csv'}, {outcome.experiment_dir / 'temperature_table.csv'}")
     for error in outcome.errors:
-        print(f"trial failed: {error}", file=sys.stderr)
+        print(error, file=sys.stderr)  # "trial <name> failed: <message>"
     return 1 if outcome.errors else 0
 
 

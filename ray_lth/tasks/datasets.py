@@ -6,7 +6,7 @@ missing dataset raises an error naming the folder and files expected.
 """
 
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from torch.utils.data import Dataset, TensorDataset
 from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2
 
-from .cifar_files import CifarBatches
+from .cifar_files import CifarBatches, required_files as cifar_required_files
 from .shapes import SHAPE_NAMES, make_camouflaged_shapes, make_gratings, make_shapes
 
 # (mean, std) per channel, used to normalise the inputs of each dataset. The four 32-px sets use
@@ -193,6 +193,20 @@ REAL: Dict[str, Callable] = {
     "cifar10": cifar10, "cifar100": cifar100, "svhn": svhn, "fashion_mnist": fashion_mnist, "visda2017": visda2017,
     "imagenet": imagenet,
 }
+
+
+def required_files(name: str) -> List[str]:
+    """What the reader of real dataset ``name`` opens under the data root (a trailing ``/``: a
+    folder that must hold something), for a check before any trial starts."""
+    if name in ("cifar10", "cifar100"):
+        return cifar_required_files(name)
+    return {"svhn": ["train_32x32.mat", "test_32x32.mat"],
+            "fashion_mnist": [f"FashionMNIST/raw/{split}-{kind}-ubyte" for split in ("train", "t10k")
+                              for kind in ("images-idx3", "labels-idx1")],
+            "visda2017": ["visda2017/train/", "visda2017/validation/"],
+            "imagenet": ["imagenet/train/", "imagenet/val/"]}[name]
+
+
 DATASET_STATS = {"cifar10": CIFAR10_STATS, "cifar100": CIFAR100_STATS, "svhn": SVHN_STATS,
                  "fashion_mnist": FASHION_MNIST_STATS, "visda2017": IMAGENET_STATS, "imagenet": IMAGENET_STATS}
 

@@ -31,6 +31,7 @@ from .results import ResultsCallback, feed_tracker, read_results
 from .scheduler import MatchingScheduler
 from .tensorboard import TensorBoardCallback
 from .trainable import imp_trainable
+from .trial_errors import round_results_only, trial_failures
 
 _MAX_FAILURES = 3
 SPACE_FILE = "ray_lth_space.json"
@@ -151,8 +152,9 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
                 trial_name_creator=trial_name_creator, trial_dirname_creator=trial_dirname_creator, **search),
             run_config=tune.RunConfig(
                 name=name, storage_path=str(storage), verbose=verbose, progress_reporter=reporter,
-                callbacks=[results_callback,
-                           TensorBoardCallback(experiment_dir / "tensorboard"), *console],
+                # a trial's error result carries no round: these read a round's fields
+                callbacks=round_results_only([results_callback,
+                                              TensorBoardCallback(experiment_dir / "tensorboard"), *console]),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
                 failure_config=tune.FailureConfig(max_failures=_MAX_FAILURES)),
         )
@@ -160,7 +162,7 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
     tuning_started = time.time()
     grid = tuner.fit()
     tuning_wall = time.time() - tuning_started
-    errors = [f"{result.path}: {result.error}" for result in grid if result.error is not None]
+    errors = trial_failures(grid)  # one line per failed trial: "trial <name> failed: <message>"
     # trials that completed (not cut off by an interruption) before their last round; a restored
     # sweep's callbacks are Tune's own copies, so there it counts every trial short of its last round
     completed = None if resume else results_callback.completed
