@@ -26,7 +26,7 @@ from .perturbation import perturb_mask
 from .pruning import prune
 from .rewind import apply_mask, capture_state, check_state_keys, early_rewind_iteration, restore_state, state_digest
 from .selection import epoch_selection
-from .tasks import TASKS, build_task, load_pretrained_heads, wrap_for_training
+from .tasks import TASKS, build_task, load_pretrained_heads, task_loading, wrap_for_training
 from .train import train_masked
 from .weights import load_pretrained
 
@@ -146,15 +146,18 @@ def load_theta_p(model, spec, task_name: str, path, weights_format: str) -> str:
 
 
 def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, task=None,
-                   progress: Optional[Callable[..., None]] = None) -> Iterator[RoundResult]:
+                   progress: Optional[Callable[..., None]] = None, cpus: Optional[float] = None) -> Iterator[RoundResult]:
     """Run rounds ``state.next_round``..``config.rounds`` (all of them when ``state`` is None).
 
     ``progress(round, epochs_done, epochs, epoch_loss, seconds)`` runs after every epoch.
+    ``cpus``: the CPUs this trajectory may use (a trial's; None: this process's), which size the
+    data loader's workers on a GPU (``tasks.loading``).
 
     With ``config.mask_file`` round 0 fine-tunes a transferred ticket under that fixed mask
     (``rounds=0`` for a transfer trial: no further pruning)."""
     device = resolve_device(config.device)
-    task = task or build_task(config.task, config.data_root, config.image_size, config.num_workers,
+    loading = task_loading(config.task, config.task_options, config.num_workers, device, cpus)
+    task = task or build_task(config.task, config.data_root, config.image_size, loading,
                               val_images=config.val_images, **config.task_options)
     if state is None:
         spec, model = _fresh_model(config, task.num_outputs, 0)

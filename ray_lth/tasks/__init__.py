@@ -19,13 +19,14 @@ from . import detection, segmentation
 from .classification import ClassificationTask
 from .datasets import EMBEDDED, NORMALIZATIONS, REAL, DatasetMissingError, required_files
 from .voc import detection_files, segmentation_files
+from .loading import Loading, loading_for
 from .validation_split import VAL_IMAGES
 
 
 @dataclass(frozen=True)
 class TaskEntry:
     name: str
-    builder: Callable[..., Any]  # (name, data_root, image_size, num_workers, **options) -> task
+    builder: Callable[..., Any]  # (name, data_root, image_size, loading, **options) -> task
     options: Dict[str, Any] = field(default_factory=dict)  # option -> default
     schedule: str = "embedded"  # the Table 1 preset this task's real data trains with
     check: Optional[Callable[[Dict[str, Any]], None]] = None  # raises ValueError for a bad option value
@@ -95,7 +96,15 @@ def check_data(name: str, data_root: Optional[str], options: Mapping[str, Any]) 
                                       f"{', '.join(expected)} (nothing is downloaded)") from None
 
 
-def build_task(name: str, data_root: Optional[str] = None, image_size: int = 16, num_workers: int = 0,
+def task_loading(name: str, options: Mapping[str, Any], num_workers: Optional[int], device, cpus: Optional[float]):
+    """How task ``name``'s loaders feed ``device`` (``loading.loading_for``): loader workers, sized
+    from the trial's ``cpus``, only where it decodes files."""
+    entry = TASKS.get(name)
+    reads_files = bool(entry.data_files and entry.data_files(check_task_options(name, options)))
+    return loading_for(num_workers, device, cpus, reads_files)
+
+
+def build_task(name: str, data_root: Optional[str] = None, image_size: int = 16, loading: Loading = Loading(),
                val_images: Optional[int] = None, **options):
     """The task ``name``; with ``val_images``, one that holds that many training images out for validation."""
     if name not in TASKS.names():
@@ -103,10 +112,10 @@ def build_task(name: str, data_root: Optional[str] = None, image_size: int = 16,
     entry = TASKS.get(name)
     options = check_task_options(name, options)
     if val_images is None:
-        return entry.builder(name, data_root, image_size, num_workers, **options)
+        return entry.builder(name, data_root, image_size, loading, **options)
     if entry.val_images is None:
         raise ValueError(f"task {name!r} has no validation split: val_images={val_images} cannot be used")
-    return entry.builder(name, data_root, image_size, num_workers, val_images=val_images, **options)
+    return entry.builder(name, data_root, image_size, loading, val_images=val_images, **options)
 
 
 def wrap_for_training(task, backbone, spec):
@@ -128,8 +137,8 @@ def load_pretrained_heads(task, trained_model, spec, path, weights_format: str, 
             f"{', '.join(loaded) or 'none'}; new: {', '.join(new) or 'none'}")
 
 
-def _classification(name, data_root, image_size, num_workers, val_images=None, **options):
-    return ClassificationTask.from_name(name, data_root, image_size, num_workers, val_images, **options)
+def _classification(name, data_root, image_size, loading, val_images=None, **options):
+    return ClassificationTask.from_name(name, data_root, image_size, loading, val_images, **options)
 
 
 def _check_normalize(options: Dict[str, Any]) -> None:
@@ -173,5 +182,5 @@ register_task("voc_segmentation", segmentation.voc_segmentation_task, options={"
               data_files=lambda options: segmentation_files())
 
 
-__all__ = ["build_task", "check_data", "check_task_options", "ClassificationTask", "DatasetMissingError", "load_pretrained_heads",
+__all__ = ["build_task", "check_data", "check_task_options", "Loading", "task_loading", "ClassificationTask", "DatasetMissingError", "load_pretrained_heads",
            "register_task", "task_options", "TASKS", "wrap_for_training"]

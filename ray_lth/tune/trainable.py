@@ -103,7 +103,8 @@ def imp_trainable(config: dict, ray_logs: bool = True) -> None:
                 _report(metrics, state)
     bookkeeping = 0.0
     progress = EpochProgressPrinter(trial_name(config))
-    for result in run_trajectory(imp_config, state, progress=progress):
+    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU")  # sizes the data loaders
+    for result in run_trajectory(imp_config, state, progress=progress, cpus=cpus):
         started = time.perf_counter()
         result.state.save(durable)
         _report(_round_metrics(base, imp_config, result.state.records, bookkeeping), result.state)
