@@ -154,3 +154,48 @@ def test_the_temperature_ablation_gets_the_same_check(tmp_path):
     stderr = _refused_before_ray(tmp_path, "--space", "simclr_temperature", "--weights", str(weights),
                                  "--set", "model=resnet8")
     assert "weights:" in stderr and str(weights) in stderr
+
+
+def test_an_error_result_reaches_no_round_reader_and_the_scheduler_lets_the_trial_end():
+    from types import SimpleNamespace
+
+    from ray.tune import Callback
+    from ray.tune.schedulers import TrialScheduler
+
+    from ray_lth.matching import MatchingTracker
+    from ray_lth.tune.scheduler import MatchingScheduler
+    from ray_lth.tune.trial_errors import TRIAL_ERROR, round_results_only
+
+    class Recorder(Callback):
+        def __init__(self):
+            self.calls = []
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.calls.append(("result", result["round"]))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.calls.append(("complete", trial))
+
+    recorder = Recorder()
+    (wrapped,) = round_results_only([recorder])
+    wrapped.on_trial_result(iteration=1, trials=[], trial="t", result={"round": 0})
+    wrapped.on_trial_result(iteration=2, trials=[], trial="t", result={TRIAL_ERROR: "ValueError: bad"})
+    wrapped.on_trial_complete(iteration=3, trials=[], trial="t")
+    assert recorder.calls == [("result", 0), ("complete", "t")]
+    tracker = MatchingTracker(2, 1)
+    scheduler = MatchingScheduler(tracker)
+    trial = SimpleNamespace(config={"rounds": 3})
+    assert scheduler.on_trial_result(None, trial, {TRIAL_ERROR: "ValueError: bad"}) == TrialScheduler.CONTINUE
+    assert tracker.results == {}
+
+
+def test_an_optuna_trial_ended_by_an_error_does_not_stop_the_search(ray_cluster, tmp_path):
+    """Tune refuses a result without the searcher's metric: the error result names it (-inf)."""
+    mask = tmp_path / "corrupt.rlthmask"
+    mask.write_bytes(b"not a mask")
+    space = SweepSpace("t", fixed=dict(model="resnet8", task="digits", rewind="init", rounds=0, epochs=1,
+                                       device="cpu", mask_file=str(mask)), grid=dict(seed=[0]),
+                       sample=dict(lr=("loguniform", 0.01, 0.2)), num_samples=1, weights="none")
+    outcome = run_sweep(space, tmp_path / "storage", "optuna", verbose=0)
+    (line,) = outcome.errors
+    assert " failed: MaskFileError: " in line and "too short to be a mask file" in line

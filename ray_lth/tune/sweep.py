@@ -31,7 +31,7 @@ from .results import ResultsCallback, feed_tracker, read_results
 from .scheduler import MatchingScheduler
 from .tensorboard import TensorBoardCallback
 from .trainable import imp_trainable
-from .trial_errors import round_results_only, trial_failures
+from .trial_errors import fail_once, round_results_only, trial_failures
 
 _MAX_FAILURES = 3
 SPACE_FILE = "ray_lth_space.json"
@@ -116,7 +116,10 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
     fields = list(TRANSFER_GROUP_FIELDS) if plan else space.group_fields
     if verbose < 2:
         quiet_ray_loggers()
-    trainable = tune.with_resources(tune.with_parameters(imp_trainable, ray_logs=verbose >= 2),
+    # a deterministic error ends a trial once, with one line (trial_errors.py); its error result
+    # names Optuna's objective too (-inf), since Tune refuses a result without the searcher's metric
+    objective = space.objective if plan is None and space.sample else None
+    trainable = tune.with_resources(tune.with_parameters(fail_once(imp_trainable, objective), ray_logs=verbose >= 2),
                                     {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial})
     if resume:
         # the scheduler and callbacks come back from the experiment's own state; the results

@@ -22,7 +22,7 @@ from ..imp import TrajectoryState, run_trajectory
 from ..naming import group_name, trial_name
 from ..progress import EpochProgressPrinter
 from .console import RAY_WORKER_LOGGERS, quiet_ray_loggers
-from .trial_errors import UpstreamFailedError, fail_once
+from .trial_errors import UpstreamFailedError
 
 TRAJECTORY_DIR = "trajectory"
 UPSTREAM_FAILED = "upstream_failed"  # set by DependencySearcher when a transfer trial cannot start
@@ -68,7 +68,6 @@ def _report(metrics: dict, state: TrajectoryState) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-@fail_once  # a deterministic error ends the trial once, with one line (trial_errors.py)
 def imp_trainable(config: dict, ray_logs: bool = True) -> None:
     """``ray_logs=False`` keeps Ray's INFO lines (a checkpoint line per round) out of the console."""
     if UPSTREAM_FAILED in config:

@@ -25,7 +25,7 @@ a round's fields; the scheduler and searchers test ``is_error_result``.
 
 import functools
 import sys
-from typing import Callable, Iterable, List
+from typing import Callable, Iterable, List, Optional
 
 from ray import tune
 from ray.tune import Callback
@@ -53,9 +53,12 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}"
 
 
-def fail_once(trainable: Callable) -> Callable:
+def fail_once(trainable: Callable, objective: Optional[str] = None) -> Callable:
     """``trainable`` that ends its trial with an error result on a deterministic error, instead
-    of raising it into Ray's retries."""
+    of raising it into Ray's retries. ``objective``: a maximised searcher's metric, which Tune
+    requires in every result; the error result holds its worst value, -inf, so that Optuna records
+    the trial as complete and steers away (an lr that diverges), where NaN or None would fail its
+    bookkeeping."""
 
     @functools.wraps(trainable)
     def run(config, *args, **kwargs):
@@ -65,7 +68,7 @@ def fail_once(trainable: Callable) -> Callable:
             line = describe(error)
             print(f"ray_lth: trial failed, not retried (the same input fails the same way): {line}",
                   file=sys.stderr, flush=True)
-            tune.report({TRIAL_ERROR: line})
+            tune.report({TRIAL_ERROR: line, **({objective: float("-inf")} if objective else {})})
 
     return run
 
