@@ -53,9 +53,9 @@ def read_state_dict(path, weights_format: str = "auto") -> Tuple[Dict[str, torch
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "Unsupported global" not in str(error):  # no pickled object refused: not a torch file at all
-            reason = next((line.strip() for line in str(error).splitlines() if "WeightsUnpickler error" in line),
-                          str(error).splitlines()[0] if str(error) else "")
-            raise WeightsError(f"{path}: not a readable torch weights file ({reason[:120]})") from None
+            reason = str(error).partition("WeightsUnpickler error:")[2].strip().splitlines()
+            raise WeightsError(f"{path}: not a readable torch weights file (unpickling failed: "
+                               f"{reason[0][:120] if reason else 'unknown'})") from None
         # torch's own message advises weights_only=False, i.e. running the file's code: not repeated
         raise WeightsError(
             f"{path}: holds pickled objects other than tensors (a whole model, training code ...), and "
