@@ -14,6 +14,14 @@ core utilisation. Ray's own output (its table, INFO logs, checkpoint lines) only
 Writes results.csv, summary.csv, timing.json, report/ and TensorBoard logs under <storage>/<name>/.
 --storage takes what Ray Tune's storage_path takes: a path (relative ones resolved here) or an
 object-store URI (s3://bucket/prefix, gs://..., s3://bucket?endpoint_override=host:port&scheme=http).
+
+Before Ray starts, the files the configs name are read once on this machine (the driver) and
+checked: --weights against the model, --data-root for the task's dataset files, mask_file and
+rewind_file against the model and task; a bad one exits with status 2 and one message. On a
+cluster (--address) the nodes must see the same paths as the driver (a shared filesystem); a
+path the driver cannot see is an error, unless it is a URI (scheme://), left to the trials. A
+trial that still meets such an error (a node seeing other files) fails once, not retried, and
+the sweep ends with a line `trial <name> failed: <message>` per failed trial (exit status 1).
 """
 
 import argparse
@@ -37,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ray_lth.cli import format_table, parse_overrides  # noqa: E402
 from ray_lth.ablation import TemperatureAblationSpace, derive_upstream_mask, format_temperature_table  # noqa: E402
 from ray_lth.pretrain import embedded_weights  # noqa: E402
-from ray_lth.spaces import SweepSpace, check_weights_fit, load_space, resolve_weights, space_names  # noqa: E402
+from ray_lth.preflight import check_files  # noqa: E402
+from ray_lth.spaces import SweepSpace, load_space, resolve_weights, space_names  # noqa: E402
 from ray_lth.storage import is_uri, join_uri, location  # noqa: E402
 
 CACHE_DIR = ".ray_lth_cache"  # under --storage: the embedded θ_p, pre-trained once per model
@@ -96,7 +105,7 @@ def main(argv=None) -> int:
         if not args.resume:
             # validate every grid point before Ray starts (the embedded θ_p is pre-trained here once)
             space = _resolve_weights(space, args.weights, storage)
-            check_weights_fit(space.validate())
+            check_files(space.validate())  # weights, data, masks, rewind states: read here (preflight.py)
     except ValueError as error:
         parser.error(str(error))
 
@@ -120,7 +129,7 @@ def main(argv=None) -> int:
     print(f"\nresults: {outcome.experiment / 'results.csv'}")
     print(f"tensorboard: tensorboard --logdir {outcome.experiment / 'tensorboard'}")
     for error in outcome.errors:
-        print(f"trial failed: {error}", file=sys.stderr)
+        print(error, file=sys.stderr)  # "trial <name> failed: <message>"
     return 1 if outcome.errors else 0
 
 
@@ -131,8 +140,9 @@ def _with_flags(space, args, resource_flags):
         overrides["data_root"] = str(Path(args.data_root).resolve())
     if args.workers_per_trial is not None:
         overrides["workers_per_trial"] = args.workers_per_trial  # an ImpConfig field: checked with the batch size
-    if isinstance(overrides.get("mask_file"), str) and not is_uri(overrides["mask_file"]):
-        overrides["mask_file"] = str(Path(overrides["mask_file"]).resolve())  # trials run elsewhere
+    for key in ("mask_file", "rewind_file"):
+        if isinstance(overrides.get(key), str) and not is_uri(overrides[key]):
+            overrides[key] = str(Path(overrides[key]).resolve())  # trials run elsewhere
     space = space.with_overrides(overrides)
     resources = {flag: getattr(args, flag) for flag in resource_flags}
     return dataclasses.replace(space, **{k: v for k, v in resources.items() if v is not None})
@@ -188,7 +198,7 @@ def run_ablation(parser, args, space: TemperatureAblationSpace, storage: str, na
         space = _with_flags(space, args, ("gpus_per_trial", "cpus_per_trial"))
         cache = Path(storage) / CACHE_DIR
         space = resolve_weights(space, args.weights, cache)
-        space.validate()  # every field, before the upstream ticket is derived or Ray starts
+        check_files(space.validate())  # every field and file, before the upstream ticket is derived or Ray starts
         space = derive_upstream_mask(space, cache)
         space.validate()
     except ValueError as error:
@@ -217,7 +227,7 @@ def run_ablation(parser, args, space: TemperatureAblationSpace, storage: str, na
     print(format_temperature_table(outcome.table))
     print(f"\nresults: {outcome.experiment / 'trials.csv'}, {outcome.experiment / 'temperature_table.csv'}")
     for error in outcome.errors:
-        print(f"trial failed: {error}", file=sys.stderr)
+        print(error, file=sys.stderr)  # "trial <name> failed: <message>"
     return 1 if outcome.errors else 0
 
 

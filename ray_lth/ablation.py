@@ -132,12 +132,12 @@ def run_ablation_trial(space: TemperatureAblationSpace, temperature: float, seed
     upstream_sparsity = sparsity(load_mask(space.mask_file))
     fraction = fraction_to_prune(upstream_sparsity, space.target_sparsity)
     upstream = ImpConfig.from_dict(space.upstream_config(temperature, seed, str(space.mask_file), fraction))
-    (simclr_round,) = list(run_trajectory(upstream))
+    (simclr_round,) = list(run_trajectory(upstream, cpus=space.cpus_per_trial))  # the trial's CPUs size its loaders
     ticket = workdir / "ticket.rlthmask"
     save_mask(simclr_round.state.mask, ticket, {"temperature": temperature, "seed": seed,
                                                 "upstream_mask": str(space.mask_file)})
     downstream = ImpConfig.from_dict(space.downstream_config(seed, str(ticket)))
-    (fine_tune,) = list(run_trajectory(downstream))
+    (fine_tune,) = list(run_trajectory(downstream, cpus=space.cpus_per_trial))
     return {"temperature": temperature, "seed": seed, "upstream_sparsity": upstream_sparsity,
             "sparsity": sparsity(simclr_round.state.mask), "simclr_retrieval_top1": simclr_round.record.metric,
             "simclr_train_loss": simclr_round.record.metrics["train_loss"], "downstream_task": downstream.task,

@@ -55,7 +55,8 @@ class ImpConfig:
     data_root: Optional[str] = None
     image_size: int = 16
     device: str = "auto"
-    num_workers: int = 0
+    # data loader worker processes; None: sized from the trial's CPUs on a GPU, none on the CPU (tasks/loading.py)
+    num_workers: Optional[int] = None
     # data-parallel rounds (distributed.py): each round trains over this many workers, splitting
     # the global batch_size among them; 1 is the one-process round
     workers_per_trial: int = 1
@@ -99,6 +100,9 @@ class ImpConfig:
             raise ValueError("train_dense=False evaluates θ_p as the trained dense network: it needs weights=<file>, "
                              f"rewind='pretrained' and no mask_file (got weights={self.weights!r}, "
                              f"rewind={self.rewind!r}, mask_file={self.mask_file!r})")
+        if self.num_workers is not None and (isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int)
+                                             or self.num_workers < 0):
+            raise ValueError(f"num_workers must be an integer >= 0 (or unset: sized from the CPUs), got {self.num_workers!r}")
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {self.image_size}")
         object.__setattr__(self, "task_options", check_task_options(self.task, self.task_options))

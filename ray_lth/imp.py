@@ -23,7 +23,7 @@ from .perturbation import perturb_mask
 from .pruning import prune
 from .rewind import apply_mask, capture_state, check_state_keys, early_rewind_iteration, restore_state, state_digest
 from .selection import epoch_selection
-from .tasks import TASKS, build_task, load_pretrained_heads, wrap_for_training
+from .tasks import TASKS, build_task, load_pretrained_heads, task_loading, wrap_for_training
 from .train import train_masked
 from .trajectory_state import REWIND_FILE, RewindReference, RoundRecord, TrajectoryState
 from .weights import load_pretrained, load_weights_only
@@ -96,13 +96,16 @@ def rebuilt_rewind_state(config: ImpConfig, task, reference: RewindReference) ->
 
 def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, task=None,
                    progress: Optional[Callable[..., None]] = None,
-                   round_runner: Optional[Callable[..., "TrainedRound"]] = None) -> Iterator[RoundResult]:
+                   round_runner: Optional[Callable[..., "TrainedRound"]] = None,
+                   cpus: Optional[float] = None) -> Iterator[RoundResult]:
     """Run rounds ``state.next_round``..``config.rounds`` (all of them when ``state`` is None).
 
     ``progress(round, epochs_done, epochs, epoch_loss, seconds)`` runs after every epoch.
     ``round_runner`` trains each round (``train_round``'s signature; by default ``train_round``
     itself, here): the data-parallel runner of ``ray_lth/tune/data_parallel.py`` runs it over
     several workers instead. Pruning and the records stay here either way.
+    ``cpus``: the CPUs this trajectory may use (a trial's; None: this process's), which size the
+    data loader's workers on a GPU (``tasks.loading``).
 
     With ``config.mask_file`` round 0 fine-tunes a transferred ticket under that fixed mask
     (``rounds=0`` for a transfer trial: no further pruning)."""
@@ -111,7 +114,8 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
                          f"(launchers/sweep.py --workers-per-trial), which starts their workers")
     device = resolve_device(config.device)
     round_runner = round_runner or train_round
-    task = task or build_task(config.task, config.data_root, config.image_size, config.num_workers,
+    loading = task_loading(config.task, config.task_options, config.num_workers, device, cpus)
+    task = task or build_task(config.task, config.data_root, config.image_size, loading,
                               val_images=config.val_images, **config.task_options)
     if state is None:
         rewind_state, prunable = start_state(config, task)

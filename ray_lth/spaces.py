@@ -102,24 +102,6 @@ class SweepSpace:
         return [ImpConfig.from_dict(config) for config in configs]
 
 
-def check_weights_fit(configs: List[ImpConfig]) -> None:
-    """Read each θ_p file of ``configs`` once, on the driver, and check its keys and shapes against
-    the model's backbone, so that a wrong or unreadable file is one message before Ray starts, not
-    a failure in every trial. (Whether the file's head fits a task whose own head it is, is checked
-    where the task's class count is known: when its trial builds the task.)"""
-    from .models import build_model, get_model_spec
-    from .weights import WeightsError, load_pretrained
-
-    for model, weights, weights_format in sorted({(c.model, c.weights, c.weights_format) for c in configs
-                                                  if c.weights}):
-        spec = get_model_spec(model)
-        try:
-            load_pretrained(build_model(model, 1), weights, spec.heads, weights_format,
-                            not_from_weights=spec.not_from_weights)
-        except WeightsError as error:
-            raise ValueError(f"weights: {error}") from None
-
-
 SAMPLE_KINDS = ("loguniform", "uniform", "choice")
 
 

@@ -63,7 +63,11 @@ def load_weights_only(path, what: str = "weights file"):
     path = _shown(path)
     try:
         obj = torch.load(source, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as error:
+        if "Unsupported global" not in str(error):  # no pickled object refused: not a torch file at all
+            reason = str(error).partition("WeightsUnpickler error:")[2].strip().splitlines()
+            raise WeightsError(f"{path}: not a readable torch weights file (unpickling failed: "
+                               f"{reason[0][:120] if reason else 'unknown'})") from None
         # torch's own message advises weights_only=False, i.e. running the file's code: not repeated
         raise WeightsError(
             f"{path}: holds pickled objects other than tensors (a whole model, training code ...), and "

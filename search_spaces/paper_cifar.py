@@ -18,7 +18,7 @@ def space() -> SweepSpace:
     return SweepSpace(
         description=__doc__,
         fixed=dict(model="resnet50_cifar", task="cifar10", schedule="cifar10", rewind="pretrained", rounds=18,
-                   selection="best_val", val_images=5000, image_size=32, num_workers=4),
+                   selection="best_val", val_images=5000, image_size=32),
         grid=dict(seed=[0, 1, 2]),
         weights="required",
         cpus_per_trial=4,

@@ -23,7 +23,7 @@ def space() -> SweepSpace:
     return SweepSpace(
         description=__doc__,
         fixed=dict(model="resnet50", task="imagenet", schedule="imagenet", rewind="pretrained", rounds=18,
-                   image_size=224, num_workers=8),
+                   image_size=224),
         grid=dict(seed=[0]),
         weights="required",
         cpus_per_trial=8,

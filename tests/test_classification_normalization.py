@@ -63,6 +63,13 @@ def _pixels_cifar(root, name):
     return torch.from_numpy(entry["data"][0].reshape(3, 32, 32).astype(np.float32) / 255)
 
 
+def _seen_by_model(task, index=0, split="test_set"):
+    """An image as the model sees it: loaded (uint8) and made the model's input (normalised) on the CPU."""
+    image = getattr(task, split)[index][0]
+    assert image.dtype == torch.uint8  # decoded and augmented as uint8; scaled and normalised where the model runs
+    return task.model_inputs(image[None], torch.device("cpu"))[0]
+
+
 def _normalised(pixels, name):
     mean, std = (torch.tensor(v)[:, None, None] for v in AUTHORS[name])
     return (pixels - mean) / std
@@ -74,8 +81,8 @@ def test_cifar_pickles_load_with_the_authors_statistics(tmp_path, name, classes)
     task = build_task(name, str(root))
     assert task.num_outputs == classes and len(task.train_set) == (40 if classes == 10 else 8)
     pixels = _pixels_cifar(root, name)
-    assert torch.allclose(task.test_set[0][0], _normalised(pixels, name), atol=1e-5)
-    raw = build_task(name, str(root), normalize="none").test_set[0][0]
+    assert torch.allclose(_seen_by_model(task), _normalised(pixels, name), atol=1e-5)
+    raw = _seen_by_model(build_task(name, str(root), normalize="none"))
     assert torch.allclose(raw, pixels, atol=1e-6)
 
 
@@ -86,7 +93,7 @@ def test_svhn_has_its_own_statistics_not_cifars(tmp_path):
     task = build_task("svhn", str(root))
     mat = loadmat(root / "test_32x32.mat")
     pixels = torch.from_numpy(mat["X"][..., 0].astype(np.float32) / 255).permute(2, 0, 1)
-    assert torch.allclose(task.test_set[0][0], _normalised(pixels, "svhn"), atol=1e-5)
+    assert torch.allclose(_seen_by_model(task), _normalised(pixels, "svhn"), atol=1e-5)
     assert task.test_set[0][1] == 0  # SVHN's "10" is the digit 0
     # no augmentation, as the authors: a training image comes out the same every time
     assert torch.equal(task.train_set[1][0], task.train_set[1][0])
@@ -95,7 +102,7 @@ def test_svhn_has_its_own_statistics_not_cifars(tmp_path):
 def test_fashion_mnist_is_28_px_gray_repeated_over_three_channels(tmp_path):
     root = write_fashion_mnist(tmp_path)
     task = build_task("fashion_mnist", str(root))
-    image, _ = task.test_set[0]
+    image = _seen_by_model(task)
     assert image.shape == (3, 28, 28)
     assert torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])
     raw = (root / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").read_bytes()[16:16 + 784]

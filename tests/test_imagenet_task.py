@@ -49,8 +49,10 @@ def test_imagenet_folders_load_with_the_standard_transforms(tmp_path):
     with Image.open(path) as pil:
         expected = TF.normalize(TF.to_tensor(TF.center_crop(TF.resize(pil.convert("RGB"), round(32 * 256 / 224)), 32)),
                                 IMAGENET_MEAN, IMAGENET_STD)
-    assert torch.allclose(task.test_set[0][0], expected, atol=1e-5)
-    raw = build_task("imagenet", str(root), image_size=32, normalize="none").test_set[0][0]
+    cpu = torch.device("cpu")  # the loader's uint8 image, made the model's input where the model runs
+    assert torch.allclose(task.model_inputs(task.test_set[0][0][None], cpu)[0], expected, atol=1e-5)
+    raw_task = build_task("imagenet", str(root), image_size=32, normalize="none")
+    raw = raw_task.model_inputs(raw_task.test_set[0][0][None], cpu)[0]
     assert torch.allclose(raw, expected * torch.tensor(IMAGENET_STD)[:, None, None]
                           + torch.tensor(IMAGENET_MEAN)[:, None, None], atol=1e-5)
 

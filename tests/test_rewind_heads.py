@@ -97,7 +97,7 @@ def test_early_rewind_restarts_from_the_whole_model_at_iteration_k(round_starts,
     starts, steps = round_starts
     config = _config(task, rewind="early", rewind_fraction=0.4, rounds=1)  # θ_k% from θ_0
     results = list(run_trajectory(config))
-    built = build_task(config.task, config.data_root, config.image_size, 0, **config.task_options)
+    built = build_task(config.task, config.data_root, config.image_size, **config.task_options)
     capture_at = early_rewind_iteration(config.train.epochs * built.batches_per_epoch(config.train.batch_size), 0.4)
     at_k = steps[capture_at - 1]
     assert any(not torch.equal(at_k[key], starts[0][key]) for key in at_k)  # it trained k steps

@@ -11,19 +11,22 @@ encoder) masks it in ``apply_backbone_mask(mask)``. A task names what its wrappe
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional
+from pathlib import Path
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 from ..registry import Registry
 from . import detection, segmentation
 from .classification import ClassificationTask
-from .datasets import EMBEDDED, NORMALIZATIONS, REAL, DatasetMissingError
+from .datasets import EMBEDDED, NORMALIZATIONS, REAL, DatasetMissingError, required_files
+from .voc import detection_files, segmentation_files
+from .loading import Loading, loading_for
 from .validation_split import VAL_IMAGES
 
 
 @dataclass(frozen=True)
 class TaskEntry:
     name: str
-    builder: Callable[..., Any]  # (name, data_root, image_size, num_workers, **options) -> task
+    builder: Callable[..., Any]  # (name, data_root, image_size, loading, **options) -> task
     options: Dict[str, Any] = field(default_factory=dict)  # option -> default
     schedule: str = "embedded"  # the Table 1 preset this task's real data trains with
     check: Optional[Callable[[Dict[str, Any]], None]] = None  # raises ValueError for a bad option value
@@ -37,6 +40,9 @@ class TaskEntry:
     # weights_format set to it, θ_p is likewise the trained dense network and round 0 only scores
     # it; the authors' main_moco_imp.py and SimCLR/main.py prune θ_p before any training
     pretext_format: Optional[str] = None
+    # (options) -> what the task reads under data_root, relative, a folder ending in "/"; checked
+    # before Ray starts (``check_data``). None: the task reads no files (embedded data)
+    data_files: Optional[Callable[[Mapping[str, Any]], Sequence[str]]] = None
 
 
 TASKS: Registry[TaskEntry] = Registry("task")
@@ -45,9 +51,10 @@ TASKS: Registry[TaskEntry] = Registry("task")
 def register_task(name: str, builder: Callable[..., Any], options: Optional[Dict[str, Any]] = None,
                   schedule: str = "embedded", check: Optional[Callable[[Dict[str, Any]], None]] = None,
                   selection: str = "last", val_images: Optional[int] = None, weights_trained_on_it: bool = False,
-                  pretext_format: Optional[str] = None) -> None:
+                  pretext_format: Optional[str] = None,
+                  data_files: Optional[Callable[[Mapping[str, Any]], Sequence[str]]] = None) -> None:
     TASKS.register(name)(TaskEntry(name, builder, dict(options or {}), schedule, check, selection, val_images,
-                                   weights_trained_on_it, pretext_format))
+                                   weights_trained_on_it, pretext_format, data_files))
 
 
 def task_options(name: str) -> Dict[str, Any]:
@@ -68,7 +75,41 @@ def check_task_options(name: str, options: Mapping[str, Any]) -> Dict[str, Any]:
     return completed
 
 
-def build_task(name: str, data_root: Optional[str] = None, image_size: int = 16, num_workers: int = 0,
+def check_data(name: str, data_root: Optional[str], options: Mapping[str, Any]) -> None:
+    """A cheap look, not a load: every file task ``name`` reads under ``data_root`` exists and
+    its first byte reads, every folder it reads holds something. DatasetMissingError naming the
+    first path that fails and everything the task expects there."""
+    entry = TASKS.get(name)
+    expected = list(entry.data_files(check_task_options(name, options))) if entry.data_files else []
+    if not expected:
+        return
+    if not data_root:
+        raise DatasetMissingError(f"task {name!r} reads a local dataset: pass --data-root (nothing is downloaded)")
+    root = Path(data_root)
+    for relative in expected:
+        path = root / relative
+        try:
+            if relative.endswith("/"):
+                if next(path.iterdir(), None) is None:
+                    raise FileNotFoundError("an empty folder")
+            else:
+                with open(path, "rb") as f:
+                    f.read(1)
+        except OSError as error:
+            why = error.strerror or str(error)
+            raise DatasetMissingError(f"task {name!r} reads {path}: {why}; expected under {root}: "
+                                      f"{', '.join(expected)} (nothing is downloaded)") from None
+
+
+def task_loading(name: str, options: Mapping[str, Any], num_workers: Optional[int], device, cpus: Optional[float]):
+    """How task ``name``'s loaders feed ``device`` (``loading.loading_for``): loader workers, sized
+    from the trial's ``cpus``, only where it decodes files."""
+    entry = TASKS.get(name)
+    reads_files = bool(entry.data_files and entry.data_files(check_task_options(name, options)))
+    return loading_for(num_workers, device, cpus, reads_files)
+
+
+def build_task(name: str, data_root: Optional[str] = None, image_size: int = 16, loading: Loading = Loading(),
                val_images: Optional[int] = None, **options):
     """The task ``name``; with ``val_images``, one that holds that many training images out for validation."""
     if name not in TASKS.names():
@@ -76,10 +117,10 @@ def build_task(name: str, data_root: Optional[str] = None, image_size: int = 16,
     entry = TASKS.get(name)
     options = check_task_options(name, options)
     if val_images is None:
-        return entry.builder(name, data_root, image_size, num_workers, **options)
+        return entry.builder(name, data_root, image_size, loading, **options)
     if entry.val_images is None:
         raise ValueError(f"task {name!r} has no validation split: val_images={val_images} cannot be used")
-    return entry.builder(name, data_root, image_size, num_workers, val_images=val_images, **options)
+    return entry.builder(name, data_root, image_size, loading, val_images=val_images, **options)
 
 
 def wrap_for_training(task, backbone, spec):
@@ -101,8 +142,8 @@ def load_pretrained_heads(task, trained_model, spec, path, weights_format: str, 
             f"{', '.join(loaded) or 'none'}; new: {', '.join(new) or 'none'}")
 
 
-def _classification(name, data_root, image_size, num_workers, val_images=None, **options):
-    return ClassificationTask.from_name(name, data_root, image_size, num_workers, val_images, **options)
+def _classification(name, data_root, image_size, loading, val_images=None, **options):
+    return ClassificationTask.from_name(name, data_root, image_size, loading, val_images, **options)
 
 
 def _check_normalize(options: Dict[str, Any]) -> None:
@@ -121,12 +162,14 @@ for _name in sorted(EMBEDDED):
     register_task(_name, _classification, val_images=VAL_IMAGES[_name])
 for _name in sorted(set(REAL) - {"imagenet"}):
     register_task(_name, _classification, options={"normalize": "dataset"}, check=_check_normalize,
-                  selection="best_val" if _name in _BEST_VAL_BY_DEFAULT else "last", val_images=VAL_IMAGES[_name])
+                  selection="best_val" if _name in _BEST_VAL_BY_DEFAULT else "last", val_images=VAL_IMAGES[_name],
+                  data_files=lambda options, name=_name: required_files(name))
 # supervised ImageNet classification is θ_Img's own pre-training task (m_Img, Figure 2): its head
 # is the file's fc, round 0 scores θ_p untrained, and rounds train with Table 1's ImageNet row and
 # report their best epoch on ImageNet's val set (its only labelled held-out set), as main_imp_imagenet.py
 register_task("imagenet", _classification, options={"normalize": "dataset"}, check=_check_normalize,
-              schedule="imagenet", selection="best_test", weights_trained_on_it=True)
+              schedule="imagenet", selection="best_test", weights_trained_on_it=True,
+              data_files=lambda options: required_files("imagenet"))
 
 from . import ssl  # noqa: E402,F401  (registers the simclr and moco tasks)
 
@@ -134,13 +177,15 @@ register_task("detection_shapes", detection.detection_shapes, schedule="embedded
               options={"detector": "faster_rcnn", "scenes_train": 512, "scenes_test": 128},
               check=detection.check_detection_options)
 register_task("voc_detection", detection.voc_detection_task, options={"detector": "faster_rcnn"},
-              schedule="voc_detection", check=detection.check_detection_options)
+              schedule="voc_detection", check=detection.check_detection_options,
+              data_files=lambda options: detection_files())
 register_task("segmentation_shapes", segmentation.segmentation_shapes, schedule="embedded_segmentation",
               options={"segmenter": "deeplabv3plus", "scenes_train": 512, "scenes_test": 128},
               check=segmentation.check_segmentation_options)
 register_task("voc_segmentation", segmentation.voc_segmentation_task, options={"segmenter": "deeplabv3plus"},
-              schedule="voc_segmentation", check=segmentation.check_segmentation_options)
+              schedule="voc_segmentation", check=segmentation.check_segmentation_options,
+              data_files=lambda options: segmentation_files())
 
 
-__all__ = ["build_task", "check_task_options", "ClassificationTask", "DatasetMissingError", "load_pretrained_heads",
+__all__ = ["build_task", "check_data", "check_task_options", "Loading", "task_loading", "ClassificationTask", "DatasetMissingError", "load_pretrained_heads",
            "register_task", "task_options", "TASKS", "wrap_for_training"]

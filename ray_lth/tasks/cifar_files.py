@@ -31,6 +31,12 @@ _LAYOUTS = {
 }
 
 
+def required_files(name: str) -> List[str]:
+    """The batch files of ``name`` under the data root (what ``CifarBatches`` reads, both splits)."""
+    folder, train_files, test_files, _, _ = _LAYOUTS[name]
+    return [f"{folder}/{file_name}" for file_name, _ in list(train_files) + list(test_files)]
+
+
 def _md5(path: Path) -> str:
     h = hashlib.md5()
     with open(path, "rb") as f:

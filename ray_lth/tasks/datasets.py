@@ -6,7 +6,7 @@ missing dataset raises an error naming the folder and files expected.
 """
 
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from torch.utils.data import Dataset, TensorDataset
 from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2
 
-from .cifar_files import CifarBatches
+from .cifar_files import CifarBatches, required_files as cifar_required_files
 from .shapes import SHAPE_NAMES, make_camouflaged_shapes, make_gratings, make_shapes
 
 # (mean, std) per channel, used to normalise the inputs of each dataset. The four 32-px sets use
@@ -79,15 +79,26 @@ NORMALIZATIONS = ("dataset", "none")
 Stats = Optional[Tuple[Tuple[float, ...], Tuple[float, ...]]]  # None: no normalisation
 
 
-def _to_tensor(stats: Stats) -> list:
-    return [v2.ToDtype(torch.float32, scale=True)] + ([v2.Normalize(*stats)] if stats else [])
+class DeviceInputs:
+    """The last step of a real dataset's transform, run on a batch where the model runs: uint8
+    images (as the loader's workers decode and augment them, a quarter of float32's bytes to pin
+    and copy) to float in [0, 1], normalised by ``stats`` (None: not normalised). The same
+    torchvision functions as the per-image ``ToDtype`` + ``Normalize`` did, element by element,
+    so a CPU run's numbers are bit-identical to normalising each image in the loader."""
+
+    def __init__(self, stats: Stats):
+        self.stats = stats
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        images = v2.functional.to_dtype(images, torch.float32, scale=True)
+        return v2.functional.normalize(images, *self.stats) if self.stats else images
 
 
-def _cifar_transform(train: bool, stats: Stats) -> v2.Compose:
+def _cifar_transform(train: bool) -> v2.Compose:
     steps = [v2.ToImage()]
     if train:
         steps += [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
-    return v2.Compose(steps + _to_tensor(stats))
+    return v2.Compose(steps)
 
 
 def _real(name: str, root: Path, expected: str, build: Callable[[], Dataset], num_classes: int) -> Tuple[Dataset, int]:
@@ -114,14 +125,14 @@ class ArrayImages(Dataset):
         return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
 
 
-def cifar10(root: Path, train: bool, image_size: int, stats: Stats):
+def cifar10(root: Path, train: bool, image_size: int):
     return _real("CIFAR-10", root, "cifar-10-batches-py/ with data_batch_1..5 and test_batch",
-                 lambda: CifarBatches("cifar10", root, train, _cifar_transform(train, stats)), 10)
+                 lambda: CifarBatches("cifar10", root, train, _cifar_transform(train)), 10)
 
 
-def cifar100(root: Path, train: bool, image_size: int, stats: Stats):
+def cifar100(root: Path, train: bool, image_size: int):
     return _real("CIFAR-100", root, "cifar-100-python/ with train and test",
-                 lambda: CifarBatches("cifar100", root, train, _cifar_transform(train, stats)), 100)
+                 lambda: CifarBatches("cifar100", root, train, _cifar_transform(train)), 100)
 
 
 # SVHN's .mat is read here rather than by torchvision's class, which refuses any file whose MD5
@@ -136,45 +147,45 @@ def _svhn_mat(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(mat["X"].transpose(3, 0, 1, 2)), labels  # (32, 32, 3, N) -> (N, 32, 32, 3)
 
 
-def svhn(root: Path, train: bool, image_size: int, stats: Stats):
+def svhn(root: Path, train: bool, image_size: int):
     split = "train" if train else "test"
     # no crop or flip, as the authors' SVHN loader (digits are not mirror-symmetric)
     return _real("SVHN", root, f"{split}_32x32.mat",
-                 lambda: ArrayImages(*_svhn_mat(root / f"{split}_32x32.mat"), _cifar_transform(False, stats)), 10)
+                 lambda: ArrayImages(*_svhn_mat(root / f"{split}_32x32.mat"), _cifar_transform(False)), 10)
 
 
-def fashion_mnist(root: Path, train: bool, image_size: int, stats: Stats):
+def fashion_mnist(root: Path, train: bool, image_size: int):
     # native 28×28, no augmentation, as the authors; their conv1 takes 1 channel, ours 3: the gray
     # channel is repeated (conv1 is not loaded from θ_p either way)
-    transform = v2.Compose([v2.ToImage(), v2.Grayscale(3)] + _to_tensor(stats))
+    transform = v2.Compose([v2.ToImage(), v2.Grayscale(3)])
     return _real("Fashion-MNIST", root, "FashionMNIST/raw/ with the four *-ubyte files",
                  lambda: tv_datasets.FashionMNIST(root, train=train, download=False, transform=transform), 10)
 
 
-def _imagenet_style(train: bool, image_size: int, stats: Stats) -> v2.Compose:
+def _imagenet_style(train: bool, image_size: int) -> v2.Compose:
     """RandomResizedCrop + flip for training; Resize(256/224 of the crop) + CenterCrop to evaluate."""
     if train:
         steps = [v2.RandomResizedCrop(image_size), v2.RandomHorizontalFlip()]
     else:
         steps = [v2.Resize(round(image_size * 256 / 224)), v2.CenterCrop(image_size)]
     # resized as PIL images, as the authors' (and torchvision's reference) ImageNet pipeline
-    return v2.Compose(steps + [v2.ToImage()] + _to_tensor(stats))
+    return v2.Compose(steps + [v2.ToImage()])
 
 
-def visda2017(root: Path, train: bool, image_size: int, stats: Stats):
+def visda2017(root: Path, train: bool, image_size: int):
     split = "train" if train else "validation"
     folder = root / "visda2017" / split
     return _real("VisDA2017", root, f"visda2017/{split}/<class>/<image> (an ImageFolder layout, 12 classes)",
-                 lambda: tv_datasets.ImageFolder(folder, transform=_imagenet_style(train, 224, stats)), 12)
+                 lambda: tv_datasets.ImageFolder(folder, transform=_imagenet_style(train, 224)), 12)
 
 
-def imagenet(root: Path, train: bool, image_size: int, stats: Stats):
+def imagenet(root: Path, train: bool, image_size: int):
     """ImageNet train/val as ImageFolders (val sorted into class folders); as many classes as
     folders, which must equal the outputs of θ_p's head (1000 for θ_Img), checked when loaded."""
     split = "train" if train else "val"
 
     def build():
-        folder = tv_datasets.ImageFolder(root / "imagenet" / split, transform=_imagenet_style(train, image_size, stats))
+        folder = tv_datasets.ImageFolder(root / "imagenet" / split, transform=_imagenet_style(train, image_size))
         return folder, len(folder.classes)
 
     try:
@@ -193,21 +204,42 @@ REAL: Dict[str, Callable] = {
     "cifar10": cifar10, "cifar100": cifar100, "svhn": svhn, "fashion_mnist": fashion_mnist, "visda2017": visda2017,
     "imagenet": imagenet,
 }
+
+
+def required_files(name: str) -> List[str]:
+    """What the reader of real dataset ``name`` opens under the data root (a trailing ``/``: a
+    folder that must hold something), for a check before any trial starts."""
+    if name in ("cifar10", "cifar100"):
+        return cifar_required_files(name)
+    return {"svhn": ["train_32x32.mat", "test_32x32.mat"],
+            "fashion_mnist": [f"FashionMNIST/raw/{split}-{kind}-ubyte" for split in ("train", "t10k")
+                              for kind in ("images-idx3", "labels-idx1")],
+            "visda2017": ["visda2017/train/", "visda2017/validation/"],
+            "imagenet": ["imagenet/train/", "imagenet/val/"]}[name]
+
+
 DATASET_STATS = {"cifar10": CIFAR10_STATS, "cifar100": CIFAR100_STATS, "svhn": SVHN_STATS,
                  "fashion_mnist": FASHION_MNIST_STATS, "visda2017": IMAGENET_STATS, "imagenet": IMAGENET_STATS}
 
 
-def load_classification_dataset(name: str, train: bool, data_root: Optional[str] = None, image_size: int = 16,
-                                normalize: str = "dataset"):
-    """(dataset, num_classes) for ``name``: embedded sets ignore ``data_root``; real ones need it
-    and are normalised as ``normalize`` says (NORMALIZATIONS)."""
+def load_classification_dataset(name: str, train: bool, data_root: Optional[str] = None, image_size: int = 16):
+    """(dataset, num_classes) for ``name``: embedded sets ignore ``data_root`` and hold normalised
+    float images; real ones need it, and their items are uint8 images (``device_inputs``)."""
     if name in EMBEDDED:
         return EMBEDDED[name](train, image_size=image_size)
     if name in REAL:
         if not data_root:
             raise DatasetMissingError(f"task {name!r} reads a local dataset: pass --data-root (nothing is downloaded)")
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f"normalize={normalize!r} is not allowed; choose one of {list(NORMALIZATIONS)}")
-        stats = DATASET_STATS[name] if normalize == "dataset" else None
-        return REAL[name](Path(data_root), train, image_size, stats)
+        return REAL[name](Path(data_root), train, image_size)
     raise ValueError(f"No such classification dataset: {name!r}; choose one of {sorted(EMBEDDED) + sorted(REAL)}")
+
+
+def device_inputs(name: str, normalize: str = "dataset") -> Optional[DeviceInputs]:
+    """What a batch of ``name`` becomes where the model runs: None for the embedded sets (already
+    normalised floats); a real set's uint8 images scaled and normalised as ``normalize`` says
+    (NORMALIZATIONS)."""
+    if name in EMBEDDED:
+        return None
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize={normalize!r} is not allowed; choose one of {list(NORMALIZATIONS)}")
+    return DeviceInputs(DATASET_STATS[name] if normalize == "dataset" else None)

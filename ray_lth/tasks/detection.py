@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from ..device import autocast
 from .datasets import EMBEDDED_STATS, IMAGENET_STATS, DatasetMissingError
 from .detection_metrics import coco_ap
+from .loading import Loading
 from .detectors import DETECTORS, DetectorSettings, build_detector
 from .scenes import SceneDetection, check_scene_counts, make_scenes
 from .voc import VOC_CLASSES, voc_detection
@@ -38,13 +39,13 @@ class DetectionTask:
     heads = ("detector neck and heads",)  # FPN, RPN (or RetinaNet's head), box head: new, dense
 
     def __init__(self, name: str, train_set, test_set, num_classes: int, detector: str, settings: DetectorSettings,
-                 num_workers: int = 0):
+                 loading: Loading = Loading()):
         if detector not in DETECTOR_CHOICES:
             raise ValueError(f"detector={detector!r} is not allowed; choose one of {list(DETECTOR_CHOICES)}")
         self.name, self.train_set, self.test_set = name, train_set, test_set
         self.num_classes = num_classes
         self.num_outputs = num_classes  # the backbone's own classifier is unused
-        self.detector, self.settings, self.num_workers = detector, settings, num_workers
+        self.detector, self.settings, self.loading = detector, settings, loading
 
     def wrap(self, backbone: nn.Module, spec) -> nn.Module:
         if self.detector == "detectron2":
@@ -58,7 +59,7 @@ class DetectionTask:
 
     def train_batches(self, batch_size: int, generator: torch.Generator):
         return DataLoader(self.train_set, batch_size=batch_size, shuffle=True, generator=generator,
-                          num_workers=self.num_workers, collate_fn=_collate)
+                          collate_fn=_collate, **self.loading.options(reused=False))
 
     def loss(self, model: nn.Module, batch, device: torch.device) -> torch.Tensor:
         images, targets = batch
@@ -71,7 +72,7 @@ class DetectionTask:
         model.eval()
         predictions, targets = [], []
         for images, batch_targets in DataLoader(self.test_set, batch_size=batch_size, collate_fn=_collate,
-                                                num_workers=self.num_workers):
+                                                **self.loading.options(reused=False)):
             with autocast(device):
                 outputs = model([image.to(device) for image in images])
             predictions += [{k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in out.items()}
@@ -90,7 +91,7 @@ def _check_size(name: str, image_size: int, smallest: int) -> None:
                          f"got {image_size}: set image_size")
 
 
-def detection_shapes(name, data_root, image_size, num_workers, detector="faster_rcnn", scenes_train=512,
+def detection_shapes(name, data_root, image_size, loading, detector="faster_rcnn", scenes_train=512,
                      scenes_test=128):
     _check_size(name, image_size, 32)
     train = SceneDetection(make_scenes(scenes_train, image_size, seed=10))
@@ -100,10 +101,10 @@ def detection_shapes(name, data_root, image_size, num_workers, detector="faster_
                                 image_mean=EMBEDDED_STATS[0], image_std=EMBEDDED_STATS[1], fpn_channels=64,
                                 box_head_dim=256, proposals=(300, 150, 150, 100), rois_per_image=64,
                                 detections_per_image=20)
-    return DetectionTask(name, train, test, 4, detector, settings, num_workers)
+    return DetectionTask(name, train, test, 4, detector, settings, loading)
 
 
-def voc_detection_task(name, data_root: Optional[str], image_size, num_workers, detector="faster_rcnn"):
+def voc_detection_task(name, data_root: Optional[str], image_size, loading, detector="faster_rcnn"):
     if not data_root:
         raise DatasetMissingError(f"task {name!r} reads Pascal VOC: pass --data-root (nothing is downloaded)")
     _check_size(name, image_size, 128)
@@ -111,5 +112,5 @@ def voc_detection_task(name, data_root: Optional[str], image_size, num_workers, 
                                 max_size=round(image_size * 5 / 3), image_mean=IMAGENET_STATS[0],
                                 image_std=IMAGENET_STATS[1])
     return DetectionTask(name, voc_detection(Path(data_root), True), voc_detection(Path(data_root), False),
-                         len(VOC_CLASSES), detector, settings, num_workers)
+                         len(VOC_CLASSES), detector, settings, loading)
 

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from ..device import autocast, to_device_format
 from .datasets import EMBEDDED_STATS, IMAGENET_STATS, DatasetMissingError
+from .loading import Loading
 from .scenes import SceneSegmentation, check_scene_counts, make_scenes
 from .segmentation_metrics import IGNORE_INDEX, confusion_matrix, segmentation_scores
 from .segmenters import SEGMENTERS, DeepLab
@@ -47,11 +48,11 @@ class SegmentationTask:
     heads = ("segmenter head",)  # ASPP, decoder, classifier: new, dense
 
     def __init__(self, name: str, train_set, test_set, num_classes: int, segmenter: str, image_size: int, stats,
-                 channels: int, eval_batch_size: int, num_workers: int = 0):
+                 channels: int, eval_batch_size: int, loading: Loading = Loading()):
         self.name, self.train_set, self.test_set = name, train_set, test_set
         self.num_classes = self.num_outputs = num_classes
         self.segmenter, self.image_size, self.stats, self.channels = segmenter, image_size, stats, channels
-        self.eval_batch_size, self.num_workers = eval_batch_size, num_workers
+        self.eval_batch_size, self.loading = eval_batch_size, loading
 
     def wrap(self, backbone: nn.Module, spec) -> nn.Module:
         deeplab = DeepLab(self.segmenter, backbone, self.num_classes, self.image_size, channels=self.channels,
@@ -64,7 +65,7 @@ class SegmentationTask:
     def train_batches(self, batch_size: int, generator: torch.Generator):
         # drop_last: ASPP's image-pooling branch batch-normalises one value a channel per image
         return DataLoader(self.train_set, batch_size=batch_size, shuffle=True, generator=generator,
-                          num_workers=self.num_workers, drop_last=len(self.train_set) > batch_size)
+                          drop_last=len(self.train_set) > batch_size, **self.loading.options(reused=False))
 
     def loss(self, model: nn.Module, batch, device: torch.device) -> torch.Tensor:
         images, labels = (t.to(device, non_blocking=True) for t in batch)
@@ -76,7 +77,7 @@ class SegmentationTask:
         model.eval()
         confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
         for images, labels in DataLoader(self.test_set, batch_size=self.eval_batch_size,
-                                         num_workers=self.num_workers):
+                                         **self.loading.options(reused=False)):
             with autocast(device):
                 logits = model(to_device_format(images.to(device), device))
             if logits.shape[-2:] != labels.shape[-2:]:
@@ -86,17 +87,17 @@ class SegmentationTask:
         return segmentation_scores(confusion)
 
 
-def segmentation_shapes(name, data_root, image_size, num_workers, segmenter="deeplabv3plus", scenes_train=512,
+def segmentation_shapes(name, data_root, image_size, loading, segmenter="deeplabv3plus", scenes_train=512,
                         scenes_test=128):
     if image_size < 32:
         raise ValueError(f"task {name!r} needs image_size >= 32, got {image_size}: set image_size")
     train = SceneSegmentation(make_scenes(scenes_train, image_size, seed=20))
     test = SceneSegmentation(make_scenes(scenes_test, image_size, seed=21))
     return SegmentationTask(name, train, test, 5, segmenter, image_size, EMBEDDED_STATS, channels=64,
-                            eval_batch_size=64, num_workers=num_workers)
+                            eval_batch_size=64, loading=loading)
 
 
-def voc_segmentation_task(name, data_root: Optional[str], image_size, num_workers, segmenter="deeplabv3plus"):
+def voc_segmentation_task(name, data_root: Optional[str], image_size, loading, segmenter="deeplabv3plus"):
     if not data_root:
         raise DatasetMissingError(f"task {name!r} reads Pascal VOC 2012: pass --data-root (nothing is downloaded)")
     if image_size < 128:
@@ -105,4 +106,4 @@ def voc_segmentation_task(name, data_root: Optional[str], image_size, num_worker
     # validation images and their native-size labels differ in size: one at a time (batch 1, no padding)
     return SegmentationTask(name, voc_segmentation(root, True, image_size), voc_segmentation(root, False, image_size),
                             VOC_SEGMENTATION_CLASSES, segmenter, image_size, IMAGENET_STATS, channels=256,
-                            eval_batch_size=1, num_workers=num_workers)
+                            eval_batch_size=1, loading=loading)

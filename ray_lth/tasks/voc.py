@@ -70,6 +70,19 @@ class VOCDetectionSet(Dataset):
         return image, target
 
 
+def detection_files() -> list:
+    """What ``voc_detection`` opens under the data root, both splits (for a check before any trial)."""
+    return list(dict.fromkeys(f"VOCdevkit/VOC{year}/{part}" for year, split in (("2007", "trainval"), ("2012", "trainval"),
+                                                                                 ("2007", "test"))
+                              for part in (f"ImageSets/Main/{split}.txt", "JPEGImages/", "Annotations/")))
+
+
+def segmentation_files() -> list:
+    return [f"VOCdevkit/VOC2012/{part}" for part in ("ImageSets/Segmentation/train.txt",
+                                                     "ImageSets/Segmentation/val.txt", "JPEGImages/",
+                                                     "SegmentationClass/")]
+
+
 def voc_detection(root: Path, train: bool) -> VOCDetectionSet:
     if train:
         parts = [_voc(tv_datasets.VOCDetection, root, year, "trainval", "detection") for year in ("2007", "2012")]

@@ -15,6 +15,7 @@ from ray import tune
 from ..ablation import TemperatureAblationSpace, run_ablation_trial, temperature_table
 from ..storage import Location, location, storage_path_for_ray
 from .sweep import SweepError, check_resources, write_summary
+from .trial_errors import fail_once, trial_failures
 
 SPACE_FILE = "ray_lth_ablation_space.json"
 
@@ -32,6 +33,7 @@ class AblationOutcome:
         return self.experiment.local_path
 
 
+@fail_once  # a deterministic error ends the trial once, with one line (trial_errors.py)
 def ablation_trainable(config: dict) -> None:
     space = TemperatureAblationSpace(**config["space"])
     workdir = Path(tune.get_context().get_trial_dir())
@@ -71,7 +73,7 @@ def run_temperature_ablation(space: TemperatureAblationSpace, storage, name: str
     check_resources(space)
     (experiment / SPACE_FILE).write_text(json.dumps(dataclasses.asdict(space), indent=1))
     grid = (tuner or build_tuner(space, storage, name, trainable, verbose)).fit()
-    errors = [f"{result.path}: {result.error}" for result in grid if result.error is not None]
+    errors = trial_failures(grid)
     keys = ("temperature", "seed", "upstream_sparsity", "sparsity", "simclr_retrieval_top1", "simclr_train_loss",
             "downstream_task", "accuracy", "seconds", "ticket_file")
     rows = sorted(({k: result.metrics[k] for k in keys if k in result.metrics}

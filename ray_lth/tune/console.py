@@ -21,6 +21,7 @@ from ray.tune.experiment import Trial
 from ..cli import format_table
 from ..matching import MatchingTracker, is_matching
 from ..naming import group_name
+from .trial_errors import TRIAL_ERROR
 
 # loggers whose INFO lines and warnings are Ray's own output, shown only with --verbose
 RAY_DRIVER_LOGGERS = ("ray.tune", "ray.train", "ray._private.authentication")
@@ -148,6 +149,8 @@ def status_word(trial) -> str:
         return "waiting for its group"
     if trial.status == Trial.PENDING and "round" in last:
         return "waiting for a CPU"  # paused earlier, resumes after its last round
+    if trial.status == Trial.TERMINATED and TRIAL_ERROR in last:
+        return "failed"  # ended by a deterministic error (trial_errors.py)
     if trial.status == Trial.TERMINATED:
         return f"stopped after round {last.get('round')}" if ended_early(trial) else "finished"
     return {Trial.RUNNING: "running", Trial.PENDING: "pending", Trial.ERROR: "error"}.get(trial.status,
@@ -169,7 +172,8 @@ def format_status(trials: List, tracker: MatchingTracker, fields: Sequence[str],
         word = status_word(trial)
         word = "stopped early" if word.startswith("stopped") else word
         counts[word] = counts.get(word, 0) + 1
-    order = ("running", "waiting for its group", "waiting for a CPU", "pending", "finished", "stopped early", "error")
+    order = ("running", "waiting for its group", "waiting for a CPU", "pending", "finished", "stopped early", "failed",
+             "error")
     header = (f"== {int(elapsed) // 60} min {int(elapsed) % 60:02d} s: "
               + ", ".join(f"{counts[w]} {w}" for w in order if counts.get(w)) + " ==")
     return header + "\n" + format_table(["trial", "status", "round", "sparsity %", "metric %", "last round"], rows)

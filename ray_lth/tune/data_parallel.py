@@ -29,7 +29,7 @@ import torch
 from ..config import ImpConfig
 from ..distributed import DataParallel
 from ..imp import TrainedRound, train_round
-from ..tasks import build_task
+from ..tasks import build_task, task_loading
 
 DATA_PARALLEL_DIR = "data_parallel"  # in the trial's folder: the rounds' trainers, each deleted once read
 ROUND_FILE = "round.pt"
@@ -60,7 +60,9 @@ def _round_on_worker(loop_config: dict) -> None:
     config: ImpConfig = loop_config["config"]
     round_index = loop_config["round"]
     start = _RoundStart(**ray.get(loop_config["start"]))
-    task = build_task(config.task, config.data_root, config.image_size, config.num_workers,
+    # each rank's loader workers come out of its own CPUs (tasks.loading)
+    loading = task_loading(config.task, config.task_options, config.num_workers, device, loop_config["cpus"])
+    task = build_task(config.task, config.data_root, config.image_size, loading,
                       val_images=config.val_images, **config.task_options)
     parallel = DataParallel(rank, context.get_world_size(), device)
     trained = train_round(config, task, round_index, start, device, loop_config["progress"] if rank == 0 else None,
@@ -100,7 +102,8 @@ class DataParallelRounds:
         name = f"round_{round_index:02d}-{uuid.uuid4().hex[:8]}"  # a rerun never meets an earlier attempt's folder
         trainer = TorchTrainer(
             _round_on_worker,
-            train_loop_config={"config": config, "round": round_index, "start": start, "progress": progress},
+            train_loop_config={"config": config, "round": round_index, "start": start, "progress": progress,
+                               "cpus": cpus},
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus > 0, resources_per_worker=per_worker),
             run_config=RunConfig(name=name, storage_path=self.storage_path, storage_filesystem=self.storage_filesystem,
                                  failure_config=FailureConfig(max_failures=self.max_failures),

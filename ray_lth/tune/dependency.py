@@ -25,6 +25,7 @@ from ..storage import join_uri
 from ..trajectory_state import MASK_FILE, REWIND_FILE
 from ..transfer import TransferPlan, new_boundary_search
 from .trainable import TRAJECTORY_DIR, UPSTREAM_FAILED
+from .trial_errors import TRIAL_ERROR, is_error_result
 
 
 class DependencySearcher(Searcher):
@@ -128,7 +129,7 @@ class DependencySearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         role = self.role.get(trial_id)
-        if role and role[0] == "upstream":
+        if role and role[0] == "upstream" and not is_error_result(result):
             self.upstream_round[role[1]] = max(self.upstream_round.get(role[1], -1), int(result["round"]))
             self.upstream_path[role[1]] = result["trial_fs_path"]
 
@@ -137,7 +138,8 @@ class DependencySearcher(Searcher):
         if role and role[0] == "upstream":
             if result and "round" in result:
                 self.on_trial_result(trial_id, result)
-            self.upstream_ended[role[1]] = "the trial errored (see its error.txt)" if error else None
+            failed = result[TRIAL_ERROR] if result and is_error_result(result) else None
+            self.upstream_ended[role[1]] = "the trial errored (see its error.txt)" if error else failed
         elif role and self.plan.search == "bisect":
             self._record_bisect(role, result, error)
 

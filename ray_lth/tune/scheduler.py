@@ -29,6 +29,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from ..matching import MatchingTracker
 from ..naming import group_name
+from .trial_errors import is_error_result
 
 MAX_LEAD = 3  # rounds a seed may run ahead of a group-mate that waits for a core
 
@@ -42,6 +43,8 @@ class MatchingScheduler(FIFOScheduler):
         self.stopped: Dict[str, dict] = {}  # trial name -> {group, round, stop_round}: ended before its last round
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if is_error_result(result):  # the trial ends itself (trial_errors.py)
+            return TrialScheduler.CONTINUE
         # trials are keyed by name (unique per configuration), as in results.csv, so a trial that a
         # restored sweep re-creates under a new id is still the same seed of its group
         group, round_index, name = result["group"], int(result["round"]), str(trial)

@@ -39,6 +39,7 @@ from .scheduler import MatchingScheduler
 from .tensorboard import TensorBoardCallback
 from .data_parallel import WorkerResources
 from .trainable import imp_trainable
+from .trial_errors import fail_once, round_results_only, trial_failures
 
 _MAX_FAILURES = 3
 DATA_PARALLEL_TRIAL_CPUS = 0.01  # a data-parallel trial holds the trajectory and prunes: next to nothing
@@ -145,8 +146,12 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
     if verbose < 2:
         quiet_ray_loggers()
     workers = WorkerResources(space.cpus_per_worker, space.gpus_per_worker) if isinstance(space, SweepSpace) else None
-    trainable = tune.with_resources(tune.with_parameters(imp_trainable, ray_logs=verbose >= 2, worker_resources=workers),
-                                    trial_resources(space))
+    # a deterministic error ends a trial once, with one line (trial_errors.py); its error result
+    # names Optuna's objective too (-inf), since Tune refuses a result without the searcher's metric
+    objective = space.objective if plan is None and space.sample else None
+    trainable = tune.with_resources(
+        tune.with_parameters(fail_once(imp_trainable, objective), ray_logs=verbose >= 2, worker_resources=workers),
+        trial_resources(space))
     if resume:
         # the scheduler and callbacks come back from the experiment's own state; the results
         # callback re-reads results.csv, so finished rounds and the dense bands survive
@@ -183,8 +188,9 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
                 trial_name_creator=trial_name_creator, trial_dirname_creator=trial_dirname_creator, **search),
             run_config=tune.RunConfig(
                 name=name, storage_path=storage_path_for_ray(storage), verbose=verbose, progress_reporter=reporter,
-                callbacks=[results_callback,
-                           TensorBoardCallback(experiment / "tensorboard"), *console],
+                # a trial's error result carries no round: these read a round's fields
+                callbacks=round_results_only([results_callback,
+                                              TensorBoardCallback(experiment / "tensorboard"), *console]),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
                 failure_config=tune.FailureConfig(max_failures=_MAX_FAILURES)),
         )
@@ -192,7 +198,7 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
     tuning_started = time.time()
     grid = tuner.fit()
     tuning_wall = time.time() - tuning_started
-    errors = [f"{result.path}: {result.error}" for result in grid if result.error is not None]
+    errors = trial_failures(grid)  # one line per failed trial: "trial <name> failed: <message>"
     # trials that completed (not cut off by an interruption) before their last round; a restored
     # sweep's callbacks are Tune's own copies, so there it counts every trial short of its last round
     completed = None if resume else results_callback.completed

@@ -27,6 +27,7 @@ from ..progress import EpochProgressPrinter
 from ..storage import Location, location, on_filesystem
 from .console import RAY_WORKER_LOGGERS, quiet_ray_loggers
 from .data_parallel import DATA_PARALLEL_DIR, DataParallelRounds, WorkerResources
+from .trial_errors import UpstreamFailedError
 
 TRAJECTORY_DIR = "trajectory"
 UPSTREAM_FAILED = "upstream_failed"  # set by DependencySearcher when a transfer trial cannot start
@@ -80,7 +81,7 @@ def imp_trainable(config: dict, ray_logs: bool = True, worker_resources: Optiona
     """``ray_logs=False`` keeps Ray's INFO lines (a checkpoint line per round) out of the console.
     ``worker_resources``: what each Ray Train worker of a data-parallel trial (workers_per_trial > 1) holds."""
     if UPSTREAM_FAILED in config:
-        raise RuntimeError(config[UPSTREAM_FAILED])
+        raise UpstreamFailedError(config[UPSTREAM_FAILED])
     if not ray_logs:
         quiet_ray_loggers(RAY_WORKER_LOGGERS)
     imp_config = ImpConfig.from_dict(config)
@@ -119,7 +120,8 @@ def imp_trainable(config: dict, ray_logs: bool = True, worker_resources: Optiona
             raise ValueError(f"workers_per_trial={imp_config.workers_per_trial}: data-parallel trials run in grid "
                              f"spaces (SweepSpace), whose cpus_per_worker / gpus_per_worker their workers hold")
         round_runner = DataParallelRounds(worker_resources, trial_dir.fs, (trial_dir / DATA_PARALLEL_DIR).path)
-    for result in run_trajectory(imp_config, state, progress=progress, round_runner=round_runner):
+    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU")  # sizes the data loaders
+    for result in run_trajectory(imp_config, state, progress=progress, round_runner=round_runner, cpus=cpus):
         started = time.perf_counter()
         result.state.save(durable)
         _report(_round_metrics(base, imp_config, result.state.records, bookkeeping), result.state)

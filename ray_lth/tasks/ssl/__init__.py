@@ -2,12 +2,14 @@
 Figure 2 and Table 2); their metric is top-1 retrieval accuracy (Eq. (2))."""
 
 from .. import register_task
+from .images import required_files
 from .moco import MOCO_OPTIONS, MoCoTask, build_moco, check_moco_options
 from .retrieval import retrieval_top1
 from .simclr import SIMCLR_OPTIONS, SimCLRTask, build_simclr, check_simclr_options
 
-register_task("simclr", build_simclr, options=SIMCLR_OPTIONS, schedule="simclr", check=check_simclr_options)
+register_task("simclr", build_simclr, options=SIMCLR_OPTIONS, schedule="simclr", check=check_simclr_options,
+              data_files=lambda options: required_files(options["dataset"]))
 register_task("moco", build_moco, options=MOCO_OPTIONS, schedule="moco", check=check_moco_options,
-              pretext_format="moco")
+              pretext_format="moco", data_files=lambda options: required_files(options["dataset"]))
 
 __all__ = ["MoCoTask", "SimCLRTask", "retrieval_top1"]

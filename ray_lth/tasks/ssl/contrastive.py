@@ -15,6 +15,7 @@ from torch import nn
 
 from ...device import autocast, to_device_format
 from ...weights import WeightsError, read_projection_head
+from ..loading import Loading
 from .images import IMAGE_SOURCES, NORMALISATIONS, load_images, normalisation
 from .retrieval import retrieval_chance, retrieval_hits
 from .views import (ViewPairs, contrastive_augmentation, evaluation_view_batches, training_batches_per_epoch,
@@ -62,14 +63,14 @@ class ContrastiveTask:
     pretraining_format = "simclr"  # the weights format of checkpoints pre-trained on this very task
     heads = ("projection head",)  # what the wrapper adds to the backbone, as the θ_p log line names it
 
-    def __init__(self, name: str, data_root, image_size: int, num_workers: int, options: Mapping):
+    def __init__(self, name: str, data_root, image_size: int, loading: Loading, options: Mapping):
         self.name = name
         self.options = dict(options)
         self.temperature = float(options["temperature"])
         self.projection_dim = int(options["projection_dim"])
         self.retrieval_batch_size = int(options["retrieval_batch_size"])
         self.num_outputs = self.projection_dim  # the backbone's own fc is built but never used
-        self.num_workers = num_workers
+        self.loading = loading
         mean, std = normalisation(options["normalize"], options["dataset"])
         augment = contrastive_augmentation(self.recipe, image_size, mean, std)
         dataset = options["dataset"]
@@ -80,7 +81,7 @@ class ContrastiveTask:
         return training_batches_per_epoch(len(self.train_pairs), batch_size)
 
     def train_batches(self, batch_size: int, generator: torch.Generator, shard=None):
-        return training_view_batches(self.train_pairs, batch_size, generator, self.num_workers, shard)
+        return training_view_batches(self.train_pairs, batch_size, generator, self.loading, shard)
 
     def projector(self, model: nn.Module) -> nn.Module:
         """The projection head γ that the loss sees."""
@@ -112,7 +113,7 @@ class ContrastiveTask:
     def evaluate(self, model: nn.Module, device: torch.device) -> Dict[str, float]:
         model.eval()
         hits, total, chance = 0, 0, 0.0
-        for view_a, view_b in evaluation_view_batches(self.test_pairs, self.retrieval_batch_size, self.num_workers):
+        for view_a, view_b in evaluation_view_batches(self.test_pairs, self.retrieval_batch_size, self.loading):
             view_a, view_b = (to_device_format(v.to(device), device) for v in (view_a, view_b))
             with autocast(device):
                 z, z_prime = self.representations(model, view_a, view_b)

@@ -7,14 +7,14 @@ one the weights expect (the embedded θ_p saw the embedded sets' normalisation).
 """
 
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2
 
-from ..cifar_files import CifarBatches
+from ..cifar_files import CifarBatches, required_files as cifar_required_files
 from ..datasets import EMBEDDED, EMBEDDED_STATS, IMAGENET_STATS, DatasetMissingError
 
 NO_STATS = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # converted simCLR checkpoints expect raw [0, 1] input
@@ -96,6 +96,13 @@ def _real(name: str, train: bool, root: Path) -> Dataset:
                     "cifar10": "cifar-10-batches-py/", "cifar100": "cifar-100-python/"}[name]
         raise DatasetMissingError(f"{name} not found under --data-root {root}: expected {expected} "
                                   f"(ray_lth never downloads data). Cause: {error}") from None
+
+
+def required_files(name: str) -> List[str]:
+    """What ``load_images(name)`` opens under the data root, both splits; none for embedded sets."""
+    if name == "imagenet":
+        return ["imagenet/train/", "imagenet/val/"]
+    return cifar_required_files(name) if name in REAL_SOURCES else []
 
 
 def load_images(name: str, train: bool, data_root: Optional[str], image_size: int, limit: int = 0) -> Dataset:

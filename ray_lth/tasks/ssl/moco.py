@@ -103,8 +103,8 @@ class MoCoTask(ContrastiveTask):
     pretraining_format = "moco"
     heads = ("projection head", "key encoder", "queue")
 
-    def __init__(self, name, data_root, image_size, num_workers, options):
-        super().__init__(name, data_root, image_size, num_workers, options)
+    def __init__(self, name, data_root, image_size, loading, options):
+        super().__init__(name, data_root, image_size, loading, options)
         self.queue_size = int(options["queue_size"])
         self.key_momentum = float(options["key_momentum"])
         self.shuffle_bn_splits = int(options["shuffle_bn_splits"])
@@ -127,7 +127,7 @@ class MoCoTask(ContrastiveTask):
 
     def train_batches(self, batch_size: int, generator: torch.Generator, shard=None):
         """(view_a, view_b, shuffle_seed) batches: the seed orders the keys for shuffling BN."""
-        for view_a, view_b in training_view_batches(self.train_pairs, batch_size, generator, self.num_workers, shard):
+        for view_a, view_b in training_view_batches(self.train_pairs, batch_size, generator, self.loading, shard):
             yield view_a, view_b, int(torch.randint(2**62, (), generator=generator))
 
     def loss(self, model: MoCoModel, batch, device: torch.device) -> torch.Tensor:
@@ -177,6 +177,6 @@ class MoCoTask(ContrastiveTask):
         return metrics
 
 
-def build_moco(name, data_root, image_size, num_workers, **options) -> MoCoTask:
+def build_moco(name, data_root, image_size, loading, **options) -> MoCoTask:
     check_moco_options(options)
-    return MoCoTask(name, data_root, image_size, num_workers, {**MOCO_OPTIONS, **options})
+    return MoCoTask(name, data_root, image_size, loading, {**MOCO_OPTIONS, **options})

@@ -48,6 +48,6 @@ class SimCLRTask(ContrastiveTask):
         return model(torch.cat([view_a, view_b])).chunk(2)
 
 
-def build_simclr(name, data_root, image_size, num_workers, **options) -> SimCLRTask:
+def build_simclr(name, data_root, image_size, loading, **options) -> SimCLRTask:
     check_simclr_options(options)
-    return SimCLRTask(name, data_root, image_size, num_workers, {**SIMCLR_OPTIONS, **options})
+    return SimCLRTask(name, data_root, image_size, loading, {**SIMCLR_OPTIONS, **options})

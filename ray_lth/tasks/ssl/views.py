@@ -12,6 +12,8 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 from torchvision.transforms import v2
 
+from ..loading import Loading
+
 # colour-jitter strength (brightness, contrast, saturation, hue) and the smallest crop area:
 # simCLR (Chen et al. 2020, appendix A) s=1 -> (0.8, 0.8, 0.8, 0.2), crops down to 8 %;
 # MoCo v2 (Chen et al. 2020b) uses (0.4, 0.4, 0.4, 0.1) and crops down to 20 %
@@ -87,7 +89,7 @@ def training_batches_per_epoch(size: int, batch_size: int) -> int:
 
 
 def training_view_batches(pairs: ViewPairs, batch_size: int, generator: torch.Generator,
-                          num_workers: int = 0, shard=None) -> DataLoader:
+                          loading: Loading = Loading(), shard=None) -> DataLoader:
     """One shuffled epoch of (view_a, view_b) batches; order and views come from ``generator``.
     ``shard`` (a data-parallel rank's) keeps the rank's share of each batch."""
     epoch_seed = int(torch.randint(2**62, (), generator=generator))
@@ -97,16 +99,16 @@ def training_view_batches(pairs: ViewPairs, batch_size: int, generator: torch.Ge
     if shard is not None:
         sampler = shard(sampler)
     # the loader's own generator: otherwise it draws its worker seed from the global RNG
-    return DataLoader(pairs, batch_sampler=sampler, num_workers=num_workers,
-                      generator=torch.Generator().manual_seed(epoch_seed))
+    return DataLoader(pairs, batch_sampler=sampler, generator=torch.Generator().manual_seed(epoch_seed),
+                      **loading.options(reused=False))
 
 
 EVALUATION_SEED = 0  # evaluation views are the same in every round and every trial
 
 
-def evaluation_view_batches(pairs: ViewPairs, batch_size: int, num_workers: int = 0) -> DataLoader:
+def evaluation_view_batches(pairs: ViewPairs, batch_size: int, loading: Loading = Loading()) -> DataLoader:
     """The test images in their stored order, in consecutive batches (the last may be shorter),
     each with a fixed pair of views."""
     sampler = BatchSampler(_Keys(list(range(len(pairs))), EVALUATION_SEED), batch_size, drop_last=False)
-    return DataLoader(pairs, batch_sampler=sampler, num_workers=num_workers,
-                      generator=torch.Generator().manual_seed(EVALUATION_SEED))
+    return DataLoader(pairs, batch_sampler=sampler, generator=torch.Generator().manual_seed(EVALUATION_SEED),
+                      **loading.options(reused=False))
