@@ -16,6 +16,10 @@ from ray_lth.storage import location  # noqa: E402
 from ray_lth.tune.sweep import run_sweep  # noqa: E402
 
 
+# the report line: Ray may forward worker log lines to stdout after it
+REPORT_MARKER = "multinode report: "
+
+
 def main(weights: str, storage: str, temp_dir: str) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "temp_dir": temp_dir,
                                                             "include_dashboard": False})
@@ -35,7 +39,7 @@ def main(weights: str, storage: str, temp_dir: str) -> None:
             checkpoints += [str(experiment / trial / c) for c in (experiment / trial).list() if c.startswith("checkpoint_")]
             masks += [str(experiment / trial / "trajectory" / m) for m in (experiment / trial / "trajectory").list()
                       if m.startswith("mask_round_")]
-        print(json.dumps({"nodes": len(nodes), "checkpoints": sorted(checkpoints), "masks": sorted(masks),
+        print(REPORT_MARKER + json.dumps({"nodes": len(nodes), "checkpoints": sorted(checkpoints), "masks": sorted(masks),
                           "errors": outcome.errors}))
     finally:
         ray.shutdown()

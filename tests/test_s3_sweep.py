@@ -188,7 +188,8 @@ def test_two_node_cluster_shares_one_s3_storage(s3_server, resnet8_weights):
     finally:
         shutil.rmtree(ray_temp, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = json.loads(next(line for line in reversed(result.stdout.splitlines())
+                             if line.startswith("multinode report: "))[len("multinode report: "):])
     assert report["errors"] == [] and report["nodes"] == 2
     assert len(report["checkpoints"]) == 4  # 2 trials x rounds 0..1, both nodes' in the one bucket
     assert all(path.startswith("s3://lth-nodes/multinode/") for path in report["checkpoints"] + report["masks"])

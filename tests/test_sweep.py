@@ -142,7 +142,8 @@ def test_two_node_cluster_places_trials_on_both_and_writes_one_storage(resnet8_w
     finally:
         shutil.rmtree(ray_temp, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = json.loads(next(line for line in reversed(result.stdout.splitlines())
+                             if line.startswith("multinode report: "))[len("multinode report: "):])
     assert report["errors"] == [] and report["nodes"] == 2
     assert len(report["checkpoints"]) == 4  # 2 trials x rounds 0..1
     assert all(path.startswith(str(tmp_path / "storage" / "multinode")) for path in report["checkpoints"])
