@@ -6,18 +6,16 @@ import csv
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 
 from ray_lth.storage import join_uri, location
 from ray_lth.tune.sweep import SweepError, run_sweep
-from test_sweep import ROOT, _launch, _launch_command, _space
+from test_sweep import ROOT, _launch, _launch_command, _space, run_multinode_sweep
 
 
 def _rows(experiment):
@@ -180,16 +178,7 @@ def test_a_killed_worker_resumes_from_its_last_round_in_s3(ray_cluster, s3_serve
 def test_two_node_cluster_shares_one_s3_storage(s3_server, resnet8_weights):
     storage = s3_server("lth-nodes")
     (location(storage) / "resnet8.pt").write_bytes(resnet8_weights.read_bytes())
-    ray_temp = tempfile.mkdtemp(prefix="rlth-")  # Ray's socket paths must stay under 108 bytes
-    try:
-        result = subprocess.run([sys.executable, str(ROOT / "tests" / "multinode_sweep.py"),
-                                 join_uri(storage, "resnet8.pt"), storage, ray_temp],
-                                capture_output=True, text=True, timeout=400)
-    finally:
-        shutil.rmtree(ray_temp, ignore_errors=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(next(line for line in reversed(result.stdout.splitlines())
-                             if line.startswith("multinode report: "))[len("multinode report: "):])
+    report = run_multinode_sweep(join_uri(storage, "resnet8.pt"), storage)
     assert report["errors"] == [] and report["nodes"] == 2
     assert len(report["checkpoints"]) == 4  # 2 trials x rounds 0..1, both nodes' in the one bucket
     assert all(path.startswith("s3://lth-nodes/multinode/") for path in report["checkpoints"] + report["masks"])

@@ -132,18 +132,23 @@ def test_a_killed_driver_resumes_with_the_same_rows_as_an_uninterrupted_run(ray_
     assert summary[0]["seeds"] == "2"  # the resumed sweep kept the space it started with
 
 
-def test_two_node_cluster_places_trials_on_both_and_writes_one_storage(resnet8_weights, tmp_path):
-    # a separate process: Ray's local multi-node cluster cannot share the session's instance;
-    # a short temp dir, as Ray's socket paths must stay under 108 bytes
+def run_multinode_sweep(weights, storage) -> dict:
+    """tests/multinode_sweep.py in a separate process (Ray's local multi-node cluster cannot share
+    the session's instance), with a short temp dir (Ray's socket paths must stay under 108
+    bytes); its report line."""
     ray_temp = tempfile.mkdtemp(prefix="rlth-")
     try:
-        result = subprocess.run([sys.executable, str(ROOT / "tests" / "multinode_sweep.py"), str(resnet8_weights),
-                                 str(tmp_path / "storage"), ray_temp], capture_output=True, text=True, timeout=400)
+        result = subprocess.run([sys.executable, str(ROOT / "tests" / "multinode_sweep.py"), str(weights), str(storage),
+                                 ray_temp], capture_output=True, text=True, timeout=400)
     finally:
         shutil.rmtree(ray_temp, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(next(line for line in reversed(result.stdout.splitlines())
-                             if line.startswith("multinode report: "))[len("multinode report: "):])
+    marker = "multinode report: "  # Ray may forward worker log lines after it
+    return json.loads(next(line for line in reversed(result.stdout.splitlines()) if line.startswith(marker))[len(marker):])
+
+
+def test_two_node_cluster_places_trials_on_both_and_writes_one_storage(resnet8_weights, tmp_path):
+    report = run_multinode_sweep(resnet8_weights, tmp_path / "storage")
     assert report["errors"] == [] and report["nodes"] == 2
     assert len(report["checkpoints"]) == 4  # 2 trials x rounds 0..1
     assert all(path.startswith(str(tmp_path / "storage" / "multinode")) for path in report["checkpoints"])
