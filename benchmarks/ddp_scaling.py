@@ -52,7 +52,7 @@ def round_start(config: ImpConfig, task) -> _Start:
 
 def _train(config: ImpConfig, device: torch.device, parallel=None) -> float:
     """Seconds of training (first batch to the end of the last epoch)."""
-    task = build_task(config.task, None, config.image_size, 0, **config.task_options)
+    task = build_task(config.task, None, config.image_size, **config.task_options)
     start = round_start(config, task)
     seconds = []
     train_round(config, task, 1, start, device, lambda _round, done, epochs, loss, s: seconds.append(s),
@@ -104,7 +104,7 @@ def main(argv=None) -> None:
                                                  batch_size=args.batch_size, image_size=args.image_size,
                                                  device=args.device, workers_per_trial=workers))
                for workers in args.workers}
-    task = build_task(args.task, None, args.image_size, 0, **configs[1].task_options)
+    task = build_task(args.task, None, args.image_size, **configs[1].task_options)
     images = min(task.batches_per_epoch(args.batch_size) * args.batch_size, len(task.train_set)) * args.epochs
     # the Ns take turns, --repeats times, and each keeps its median: drift in the machine's load
     # (shared cores) hits every N alike

@@ -178,7 +178,7 @@ def _moco_rank(rank: int, world_size: int, folder: str) -> None:
     from ray_lth.tasks import build_task, wrap_for_training
 
     config = ImpConfig.from_dict({**MOCO, "workers_per_trial": world_size})
-    task = build_task(config.task, None, config.image_size, 0, **config.task_options)
+    task = build_task(config.task, None, config.image_size, **config.task_options)
     spec, model = _fresh_model(config, task.num_outputs, 0)
     trained_model = wrap_for_training(task, model, spec)
     start = SimpleNamespace(mask=ones_mask(prunable_parameters(model, get_model_spec(config.model).never_pruned)),

@@ -42,7 +42,7 @@ def _config(weights, **values):
 
 
 def _task(config):
-    return build_task(config.task, config.data_root, config.image_size, 0, **config.task_options)
+    return build_task(config.task, config.data_root, config.image_size, **config.task_options)
 
 
 def _masked(state, mask):

@@ -64,7 +64,7 @@ def _rewind_state(folder):
     state = TrajectoryState.load(folder)
     if state.rewind_state is not None:  # a captured θ_k%, read back
         return state.rewind_state
-    task = build_task(config.task, config.data_root, config.image_size, 0, val_images=config.val_images,
+    task = build_task(config.task, config.data_root, config.image_size, val_images=config.val_images,
                       **config.task_options)
     return rebuilt_rewind_state(config, task, state.rewind)
 

@@ -192,7 +192,7 @@ def test_resume_reproduces_moco_rounds_from_the_saved_whole_model(resnet8_weight
     interrupted.close()
     state = TrajectoryState.load(tmp_path / "state")
     assert state.rewind.kind == "recompute" and state.rewind_state is None  # θ_p and γ named, not copied
-    task = build_task(config.task, config.data_root, config.image_size, 0, **config.task_options)
+    task = build_task(config.task, config.data_root, config.image_size, **config.task_options)
     rebuilt = imp.rebuilt_rewind_state(config, task, state.rewind)
     assert any(k.startswith(WRAPPER_PREFIX + "key.") for k in rebuilt)
     _assert_equal_states(rebuilt, straight[0].state.rewind_state, "moco rewind state rebuilt on resume")
