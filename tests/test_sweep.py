@@ -172,6 +172,11 @@ def test_the_default_quick_space_end_to_end_lands_on_the_paper_grid(ray_cluster,
     assert sorted(s["pruning"] for s in summary) == ["global", "random"] and {s["seeds"] for s in summary} == {"3"}
     timing = json.loads((tmp_path / "quick" / "timing.json").read_text())
     assert timing["core_utilisation"] > 0 and timing["rounds"] == len(rows)
+    # one torch thread per trial CPU, though the launcher's worker setup hook imports torch before
+    # Ray sets OMP_NUM_THREADS (two 2-thread trials on 2 cores made every round ~10x slower)
+    threads = {json.loads(line)["torch_threads"] for f in (tmp_path / "quick").glob("*/result.json")
+               for line in f.read_text().splitlines()}
+    assert threads == {1}
 
 
 def test_transfer_sweep_starts_tickets_while_the_upstream_runs_and_judges_them(ray_cluster, resnet8_weights, tmp_path):

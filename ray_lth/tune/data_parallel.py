@@ -27,6 +27,7 @@ from typing import NamedTuple
 import torch
 
 from ..config import ImpConfig
+from ..device import use_cpus
 from ..distributed import DataParallel
 from ..imp import TrainedRound, train_round
 from ..tasks import build_task, task_loading
@@ -58,6 +59,7 @@ def _round_on_worker(loop_config: dict) -> None:
     rank = context.get_world_rank()
     device = ray.train.torch.get_device()
     config: ImpConfig = loop_config["config"]
+    use_cpus(loop_config["cpus"])  # torch's threads: the worker's CPUs, however torch was imported
     round_index = loop_config["round"]
     start = _RoundStart(**ray.get(loop_config["start"]))
     # each rank's loader workers come out of its own CPUs (tasks.loading)

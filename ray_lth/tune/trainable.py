@@ -20,6 +20,7 @@ import ray
 from ray import tune
 
 from ..config import ImpConfig
+from ..device import use_cpus
 from ..imp import run_trajectory
 from ..trajectory_state import STATE_FILE, TrajectoryState
 from ..naming import group_name, trial_name
@@ -85,6 +86,8 @@ def imp_trainable(config: dict, ray_logs: bool = True, worker_resources: Optiona
     if not ray_logs:
         quiet_ray_loggers(RAY_WORKER_LOGGERS)
     imp_config = ImpConfig.from_dict(config)
+    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU")  # sizes the data loaders
+    threads = use_cpus(cpus)  # torch's threads: the trial's CPUs, however torch was imported
     storage = tune.get_context().get_storage()
     # a path inside Ray's storage filesystem (an object store on a cluster): never a local Path
     trial_dir = on_filesystem(storage.storage_filesystem, storage.trial_fs_path)
@@ -101,7 +104,7 @@ def imp_trainable(config: dict, ray_logs: bool = True, worker_resources: Optiona
     else:
         state = resume_state(durable, None)
     base = {"group": group_name(config), "seed": imp_config.seed, "trial_fs_path": str(trial_dir),
-            "node_id": ray.get_runtime_context().get_node_id()}
+            "node_id": ray.get_runtime_context().get_node_id(), "torch_threads": threads}
     if state is not None and state.next_round > acknowledged:
         # rounds saved durably whose report may have died with a worker or driver: report them
         # again (results.csv keeps one row per round), the last one with the state to resume from
@@ -120,7 +123,6 @@ def imp_trainable(config: dict, ray_logs: bool = True, worker_resources: Optiona
             raise ValueError(f"workers_per_trial={imp_config.workers_per_trial}: data-parallel trials run in grid "
                              f"spaces (SweepSpace), whose cpus_per_worker / gpus_per_worker their workers hold")
         round_runner = DataParallelRounds(worker_resources, trial_dir.fs, (trial_dir / DATA_PARALLEL_DIR).path)
-    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU")  # sizes the data loaders
     for result in run_trajectory(imp_config, state, progress=progress, round_runner=round_runner, cpus=cpus):
         started = time.perf_counter()
         result.state.save(durable)
