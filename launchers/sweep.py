@@ -191,15 +191,11 @@ def run_ablation(parser, args, space: TemperatureAblationSpace, storage: str, na
     starts), then one trial per temperature (and seed) with fractional resources."""
     if args.resume or args.patience is not None:
         parser.error(f"--space {args.space} runs once, to the end: --resume and --patience do not apply")
-    if is_uri(storage):  # its upstream ticket and the trials' ticket files are local files
-        parser.error(f"--space {args.space} keeps its tickets in local files: give --storage a path "
-                     f"(on a cluster, an NFS path every node sees), not {storage.split('?')[0]}")
     try:
         space = _with_flags(space, args, ("gpus_per_trial", "cpus_per_trial"))
-        cache = Path(storage) / CACHE_DIR
-        space = resolve_weights(space, args.weights, cache)
+        space = _resolve_weights(space, args.weights, storage)
         check_files(space.validate())  # every field and file, before the upstream ticket is derived or Ray starts
-        space = derive_upstream_mask(space, cache)
+        space = derive_upstream_mask(space, join_uri(storage, CACHE_DIR))  # where every node reads it
         space.validate()
     except ValueError as error:
         parser.error(str(error))

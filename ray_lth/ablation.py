@@ -19,6 +19,7 @@ from typing import Dict, List, Optional
 
 from .config import ImpConfig
 from .imp import run_trajectory
+from .storage import is_file, join_uri, location
 from .trajectory_state import MASK_FILE, STATE_FILE, TrajectoryState
 from .masks import load_mask, read_mask_header, save_mask, sparsity
 from .tasks.ssl import SIMCLR_OPTIONS, check_simclr_options
@@ -101,7 +102,7 @@ class TemperatureAblationSpace:
         if "task" in self.upstream and self.upstream["task"] != "simclr":
             raise ValueError(f"the ablation trains on the simclr task, not task={self.upstream['task']!r}")
         if self.mask_file is not None:
-            if not Path(self.mask_file).is_file():
+            if not is_file(self.mask_file):
                 raise ValueError(f"mask_file={self.mask_file!r}: no such file")
             upstream_sparsity = read_mask_header(self.mask_file)["sparsity"]
             if upstream_sparsity >= self.target_sparsity:
@@ -148,21 +149,22 @@ def run_ablation_trial(space: TemperatureAblationSpace, temperature: float, seed
 def derive_upstream_mask(space: TemperatureAblationSpace, cache_dir) -> TemperatureAblationSpace:
     """The space with ``mask_file`` set: as given, or the mask of IMP on simCLR (seed 0, the
     space's simCLR settings and default temperature) at ``mask_round``, run once and cached by its
-    configuration (an interrupted run resumes)."""
+    configuration (an interrupted run resumes). ``cache_dir``: a local path or a storage URI (its
+    options kept in the returned ``mask_file``, which every node then reads)."""
     if space.mask_file:
         return space
     config = ImpConfig.from_dict({**space.upstream, "task": "simclr", "rewind": "pretrained",
                                   "rounds": space.mask_round - 1, "seed": 0})
     key = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:10]
-    folder = Path(cache_dir) / f"simclr-imp-{space.model}-{key}"
-    mask_path = folder / MASK_FILE.format(space.mask_round)
+    name = f"simclr-imp-{space.model}-{key}"
+    folder = location(cache_dir) / name
     state = TrajectoryState.load(folder) if (folder / STATE_FILE).exists() else None
-    if not mask_path.exists():
+    if not (folder / MASK_FILE.format(space.mask_round)).exists():
         for result in run_trajectory(config, state):
             result.state.save(folder)
             print(f"upstream IMP on simclr: round {result.record.round}, sparsity {100 * result.record.sparsity:.2f} %, "
                   f"retrieval top-1 {result.record.metric:.4f}", flush=True)
-    return replace(space, mask_file=str(mask_path))
+    return replace(space, mask_file=join_uri(cache_dir, name, MASK_FILE.format(space.mask_round)))
 
 
 def temperature_table(rows: List[dict]) -> List[dict]:

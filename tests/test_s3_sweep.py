@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from ray_lth.masks import load_mask
 from ray_lth.storage import join_uri, location
 from ray_lth.tune.sweep import SweepError, run_sweep
 from test_sweep import ROOT, _launch, _launch_command, _space, run_multinode_sweep
@@ -183,3 +184,27 @@ def test_two_node_cluster_shares_one_s3_storage(s3_server, resnet8_weights):
     assert len(report["checkpoints"]) == 4  # 2 trials x rounds 0..1, both nodes' in the one bucket
     assert all(path.startswith("s3://lth-nodes/multinode/") for path in report["checkpoints"] + report["masks"])
     assert len([m for m in report["masks"] if m.endswith(("_00.rlthmask", "_01.rlthmask"))]) == 4
+
+
+def test_the_temperature_ablation_keeps_its_tickets_and_tables_in_s3(ray_cluster, s3_server, resnet8_weights,
+                                                                    tmp_path):
+    """Table 2's ablation on object storage: the upstream ticket derived on the driver is cached in
+    the bucket (where every node reads it), each trial's ticket and the tables land there too."""
+    storage = s3_server("lth-ablation")
+    (location(storage) / "resnet8.pt").write_bytes(resnet8_weights.read_bytes())
+    tiny = ["--set", "model=resnet8", "--set", "epochs=1", "--set", "batch_size=64", "--set", "train_images=128",
+            "--set", "eval_images=128", "--set", "retrieval_batch_size=64", "--set", "mask_round=1",
+            "--set", "target_sparsity=0.36", "--set", "temperature=[0.5]"]
+    result = subprocess.run([sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", ray_cluster,
+                             "--storage", storage, "--space", "simclr_temperature", "--name", "abl",
+                             "--weights", join_uri(storage, "resnet8.pt"), *tiny],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    bucket = location(storage)
+    cached = [n for n in (bucket / ".ray_lth_cache").list() if n.startswith("simclr-imp-resnet8-")]
+    assert len(cached) == 1 and "mask_round_01.rlthmask" in (bucket / ".ray_lth_cache" / cached[0]).list()
+    rows = list(csv.DictReader(io.StringIO((bucket / "abl" / "trials.csv").read_text())))
+    assert [r["temperature"] for r in rows] == ["0.5"] and rows[0]["ticket_file"].startswith("s3://lth-ablation/abl/")
+    assert load_mask(join_uri(storage, *rows[0]["ticket_file"][len("s3://lth-ablation/"):].split("/")))
+    assert (bucket / "abl" / "temperature_table.csv").exists()
+    assert list(tmp_path.iterdir()) == []  # nothing written into a local folder named after the URI

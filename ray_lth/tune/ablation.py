@@ -13,7 +13,7 @@ from typing import Callable, List, Optional
 from ray import tune
 
 from ..ablation import TemperatureAblationSpace, run_ablation_trial, temperature_table
-from ..storage import Location, location, storage_path_for_ray
+from ..storage import Location, location, on_filesystem, storage_path_for_ray
 from .sweep import SweepError, check_resources, write_summary
 from .trial_errors import fail_once, trial_failures
 
@@ -37,7 +37,13 @@ class AblationOutcome:
 def ablation_trainable(config: dict) -> None:
     space = TemperatureAblationSpace(**config["space"])
     workdir = Path(tune.get_context().get_trial_dir())
-    tune.report(run_ablation_trial(space, config["temperature"], config["seed"], workdir))
+    row = run_ablation_trial(space, config["temperature"], config["seed"], workdir)
+    storage = tune.get_context().get_storage()
+    trial = on_filesystem(storage.storage_filesystem, storage.trial_fs_path)
+    if not trial.is_local:  # the worker's folder goes with its node: the ticket goes where the experiment is
+        (trial / Path(row["ticket_file"]).name).write_bytes(Path(row["ticket_file"]).read_bytes())
+        row["ticket_file"] = str(trial / Path(row["ticket_file"]).name)
+    tune.report(row)
 
 
 def trial_resources(space: TemperatureAblationSpace) -> dict:
