@@ -1,6 +1,8 @@
 """IMP on the MoCo v2 pre-training task (paper, Figure 2): rounds train the pruned query encoder
 against a queue of keys from its moving average (temperature 0.2), prune 20 % of the remaining
-weights, and report top-1 retrieval accuracy (Eq. (2)). Embedded: resnet20 pre-trained on
+weights, and report the authors' (K+1)-way contrastive top-1 (query encoder on one view against
+the key encoder on the other and an evaluation queue of K keys); Eq. (2) within batches of the
+query encoder's projections: --set eval_metric=retrieval_top1. Embedded: resnet20 pre-trained on
 generated shapes (θ_p), MoCo on natural-image patches at 16 px with a 1024-key queue and key
 momentum 0.99 (few steps a round), 5 rounds, 3 seeds, every round run.
 Paper scale, from local files: --weights <θ_MoCo, moco_v2_800ep_pretrain.pth.tar>

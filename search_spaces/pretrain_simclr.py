@@ -1,8 +1,12 @@
 """IMP on the simCLR pre-training task (paper, Figure 2): rounds train the pruned encoder with
-NT-Xent from θ_p, prune 20 % of the remaining weights, and report top-1 retrieval accuracy
-(Eq. (2)) on held-out images. Embedded: resnet20 pre-trained on generated shapes (θ_p), simCLR on
-natural-image patches at 16 px, 5 rounds (to 67.23 %, the upstream mask of simclr_temperature),
-3 seeds, every round run (no early stop: the whole curve is the result).
+NT-Xent from θ_p, prune 20 % of the remaining weights, and report the contrastive top-1 of the
+authors' code on held-out images: the backbone's features (projection head dropped) ranked within
+batches of 256, views from the training augmentation, which is theirs (no blur, no normalisation
+with normalize=none). Eq. (2) on the projections, with Chen et al.'s blur: --set
+eval_metric=retrieval_top1 --set eval_features=projection --set augmentation=simclr.
+Embedded: resnet20 pre-trained on generated shapes (θ_p), simCLR on natural-image patches at
+16 px, 5 rounds (to 67.23 %, the upstream mask of simclr_temperature), 3 seeds, every round run
+(no early stop: the whole curve is the result).
 Paper scale, from local files: --weights <θ_sim, simCLR checkpoint converted to PyTorch>
 --data-root <dir with imagenet/train, imagenet/val> --set model=resnet50 --set dataset=imagenet
 --set image_size=224 --set schedule=simclr --set normalize=none --set rounds=18 --gpus-per-trial 1.

@@ -196,7 +196,7 @@ def test_a_moco_round_trains_over_two_ranks_in_step(tmp_path):
     assert all(torch.equal(ranks[0]["trained"][k], ranks[1]["trained"][k]) for k in ranks[0]["trained"])
     assert ranks[0]["metrics"]["iterations"] == ranks[1]["metrics"]["iterations"] == 4  # 128 images / 32
     assert ranks[0]["metrics"]["train_loss"] == ranks[1]["metrics"]["train_loss"] > 0
-    assert 0 <= ranks[0]["metrics"]["retrieval_top1"] <= 1 and "retrieval_top1" not in ranks[1]["metrics"]
+    assert 0 <= ranks[0]["metrics"]["contrastive_top1"] <= 1 and "contrastive_top1" not in ranks[1]["metrics"]
 
 
 def test_sharded_batches_cover_each_global_batch_once_and_the_batch_must_divide():

@@ -1,6 +1,6 @@
 """simCLR and MoCo v2 as IMP tasks: the wrapped trunk shares the backbone's parameters, views are
 reproducible, MoCo's key encoder is an EMA of the masked query encoder, the queue rotates, and a
-few embedded IMP rounds on each task report retrieval accuracy above chance."""
+few embedded IMP rounds on each task report their metric above chance."""
 
 import pytest
 import torch
@@ -142,8 +142,13 @@ def test_training_keeps_pruned_weights_zero_in_both_encoders():
     assert moved > 0  # the key encoder lags the query: it really is a separate average
 
 
-@pytest.mark.parametrize("task,extra", [("simclr", {}), ("moco", dict(queue_size=256, key_momentum=0.9))])
-def test_embedded_imp_rounds_report_retrieval_above_chance(resnet8_weights, task, extra):
+@pytest.mark.parametrize("task,extra,metric,chance", [
+    ("simclr", {}, "contrastive", 1 / 128),  # the backbone's 2 x 64 features of a batch, each its own 0 included
+    ("simclr", dict(eval_metric="retrieval_top1", eval_features="projection"), "retrieval", 1 / 127),
+    ("moco", dict(queue_size=256, key_momentum=0.9), "contrastive", 1 / 257),  # (K+1)-way
+    ("moco", dict(queue_size=256, key_momentum=0.9, eval_metric="retrieval_top1"), "retrieval", 1 / 127),
+])
+def test_embedded_imp_rounds_report_their_metric_above_chance(resnet8_weights, task, extra, metric, chance):
     config = ImpConfig.from_dict(dict(model="resnet8", task=task, rewind="pretrained", weights=str(resnet8_weights),
                                       rounds=2, epochs=1, batch_size=64, lr=0.02, device="cpu",
                                       train_images=256, eval_images=256, retrieval_batch_size=64, **extra))
@@ -151,8 +156,8 @@ def test_embedded_imp_rounds_report_retrieval_above_chance(resnet8_weights, task
     assert [round(r.record.sparsity, 4) for r in results] == [0.0, 0.2, 0.36]
     for r in results:
         metrics = r.record.metrics
-        assert metrics["retrieval_chance"] == pytest.approx(1 / 127)
-        assert r.record.metric == metrics["retrieval_top1"] > 2 * metrics["retrieval_chance"], metrics
+        assert metrics[f"{metric}_chance"] == pytest.approx(chance)
+        assert r.record.metric == metrics[f"{metric}_top1"] > 2 * metrics[f"{metric}_chance"], metrics
     # the mask is the backbone's: no projection head or key encoder weight in it
     assert all(name.startswith(("layer", "conv")) for name in results[-1].state.mask)
 

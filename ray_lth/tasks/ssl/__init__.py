@@ -1,5 +1,6 @@
 """Self-supervised pre-training tasks, simCLR and MoCo v2, on which IMP finds tickets (paper,
-Figure 2 and Table 2); their metric is top-1 retrieval accuracy (Eq. (2))."""
+Figure 2 and Table 2); their metric is the contrastive top-1 of the paper's code, or top-1
+retrieval accuracy (Eq. (2)) with eval_metric=retrieval_top1."""
 
 from .. import register_task
 from .images import required_files

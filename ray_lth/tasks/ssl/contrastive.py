@@ -1,14 +1,17 @@
 """What simCLR and MoCo v2 share as IMP tasks: two views per image, the options common to both,
-and the evaluation, top-1 retrieval accuracy (paper, Eq. (2)) on held-out images.
+and the evaluation on held-out images.
 
-Evaluation views are fixed (the same seed every round), and the test images are cut into
-consecutive batches of ``retrieval_batch_size`` (the paper's training batch, 256), each
-retrieving within itself as in Appendix A.2; the last batch may be shorter. The metric pools
-every representation of every batch, and ``retrieval_chance`` is what a random ranking scores.
+The score is ``eval_metric``: ``contrastive_top1``, the contrastive accuracy that the paper's code
+reports for the task (simclr.py and moco.py say which), or ``retrieval_top1``, top-1 retrieval
+accuracy as the paper defines it (Eq. (2)). Evaluation views are made by the training
+augmentation, as in the paper's code, but fixed (the same seed every round), and the test images
+are cut into consecutive batches of ``retrieval_batch_size`` (the paper's training batch, 256);
+the last batch may be shorter. The metric pools every anchor of every batch, and its ``*_chance``
+is what a random ranking scores.
 """
 
 import math
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, Iterable, Iterator, List, Mapping, Tuple
 
 import torch
 from torch import nn
@@ -17,9 +20,9 @@ from ...device import autocast, to_device_format
 from ...weights import WeightsError, read_projection_head
 from ..loading import Loading
 from .images import IMAGE_SOURCES, NORMALISATIONS, load_images, normalisation
-from .retrieval import retrieval_chance, retrieval_hits
-from .views import (ViewPairs, contrastive_augmentation, evaluation_view_batches, training_batches_per_epoch,
-                    training_view_batches)
+from .retrieval import contrastive_hits, retrieval_chance, retrieval_hits
+from .views import (RECIPES, ViewPairs, contrastive_augmentation, evaluation_view_batches,
+                    training_batches_per_epoch, training_view_batches)
 
 COMMON_OPTIONS = {
     "dataset": "photo_patches",  # embedded: photo_patches, shapes, digits, gratings; --data-root: imagenet, cifar10, cifar100
@@ -28,7 +31,9 @@ COMMON_OPTIONS = {
     "train_images": 0,  # > 0: train on this many images (a fixed subset); 0: all
     "eval_images": 0,  # > 0: evaluate on this many test images (a fixed subset); 0: all
     "normalize": "auto",  # after augmentation: auto (embedded sets' own / ImageNet's), embedded, imagenet, none
+    "eval_metric": "contrastive_top1",  # the paper's code's contrastive accuracy, or retrieval_top1 (Eq. (2))
 }
+EVAL_METRICS = ("contrastive_top1", "retrieval_top1")  # also the key that evaluate() reports the score under
 
 
 def check_common_options(options: Mapping) -> None:
@@ -42,6 +47,9 @@ def check_common_options(options: Mapping) -> None:
         raise ValueError(f"dataset={options['dataset']!r} is not allowed; choose one of {list(IMAGE_SOURCES)}")
     if options["normalize"] not in NORMALISATIONS:
         raise ValueError(f"normalize={options['normalize']!r} is not allowed; choose one of {list(NORMALISATIONS)}")
+    for key, allowed in (("eval_metric", EVAL_METRICS), ("augmentation", tuple(RECIPES))):
+        if options[key] not in allowed:
+            raise ValueError(f"{key}={options[key]!r} is not allowed; choose one of {list(allowed)}")
     positive_int("projection_dim", 1)
     positive_int("retrieval_batch_size", 2)
     positive_int("train_images", 0)
@@ -58,8 +66,6 @@ class ContrastiveTask:
     """A self-supervised task over two views; subclasses define the model (``wrap``), the loss
     and which two branches give the representations z and z' of Eq. (2)."""
 
-    metric = "retrieval_top1"
-    recipe = "simclr"  # the augmentation strength, see views.RECIPES
     pretraining_format = "simclr"  # the weights format of checkpoints pre-trained on this very task
     heads = ("projection head",)  # what the wrapper adds to the backbone, as the θ_p log line names it
 
@@ -71,8 +77,8 @@ class ContrastiveTask:
         self.retrieval_batch_size = int(options["retrieval_batch_size"])
         self.num_outputs = self.projection_dim  # the backbone's own fc is built but never used
         self.loading = loading
-        mean, std = normalisation(options["normalize"], options["dataset"])
-        augment = contrastive_augmentation(self.recipe, image_size, mean, std)
+        self.metric = options["eval_metric"]  # the key of evaluate()'s result that IMP records
+        augment = augmentation(options, image_size)
         dataset = options["dataset"]
         self.train_pairs = ViewPairs(load_images(dataset, True, data_root, image_size, options["train_images"]), augment)
         self.test_pairs = ViewPairs(load_images(dataset, False, data_root, image_size, options["eval_images"]), augment)
@@ -107,21 +113,44 @@ class ContrastiveTask:
         return ["projection head"]
 
     def representations(self, model: nn.Module, view_a: torch.Tensor, view_b: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The representations z and z' (of view_a and view_b) that a batch's ranking compares."""
         raise NotImplementedError
+
+    def scored_batches(self, model: nn.Module, batches: Iterable, device: torch.device
+                       ) -> Iterator[Tuple[torch.Tensor, float]]:
+        """(hits, chance) of each evaluation batch under ``self.metric``; this ranks z and z' within
+        the batch, by Eq. (2) or by the simCLR code's contrastive accuracy."""
+        hits, chance = {"retrieval_top1": (retrieval_hits, retrieval_chance),
+                        "contrastive_top1": (contrastive_hits, contrastive_chance)}[self.metric]
+        for view_a, view_b in batches:
+            with autocast(device):  # the ranking itself runs in float32
+                z, z_prime = self.representations(model, view_a, view_b)
+            yield hits(z, z_prime), chance(len(z))
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, device: torch.device) -> Dict[str, float]:
         model.eval()
+        batches = ((to_device_format(a.to(device), device), to_device_format(b.to(device), device))
+                   for a, b in evaluation_view_batches(self.test_pairs, self.retrieval_batch_size, self.loading))
         hits, total, chance = 0, 0, 0.0
-        for view_a, view_b in evaluation_view_batches(self.test_pairs, self.retrieval_batch_size, self.loading):
-            view_a, view_b = (to_device_format(v.to(device), device) for v in (view_a, view_b))
-            with autocast(device):
-                z, z_prime = self.representations(model, view_a, view_b)
-            batch_hits = retrieval_hits(z, z_prime)
+        for batch_hits, batch_chance in self.scored_batches(model, batches, device):
             hits += int(batch_hits.sum())
             total += batch_hits.numel()
-            chance += batch_hits.numel() * retrieval_chance(len(z))
-        return {"retrieval_top1": hits / total, "retrieval_chance": chance / total}
+            chance += batch_hits.numel() * batch_chance
+        chance_key = self.metric.replace("_top1", "_chance")
+        return {self.metric: hits / total, chance_key: chance / total}
+
+
+def augmentation(options: Mapping, image_size: int):
+    """The views' transform that the options ask for (their ``augmentation`` and ``normalize``)."""
+    mean, std = normalisation(options["normalize"], options["dataset"])
+    return contrastive_augmentation(options["augmentation"], image_size, mean, std)
+
+
+def contrastive_chance(n: int) -> float:
+    """A random ranking's contrastive top-1: one positive among the 2n similarities of an anchor
+    (its own 0 included)."""
+    return 1.0 / (2 * n)
 
 
 def to_views(batch, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,7 @@ from torchvision.transforms import v2
 from ..cifar_files import CifarBatches, required_files as cifar_required_files
 from ..datasets import EMBEDDED, EMBEDDED_STATS, IMAGENET_STATS, DatasetMissingError
 
-NO_STATS = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # converted simCLR checkpoints expect raw [0, 1] input
+NO_STATS = (None, None)  # no normalisation: converted simCLR checkpoints expect raw [0, 1] input
 NORMALISATIONS = ("auto", "embedded", "imagenet", "none")
 
 REAL_SOURCES = ("imagenet", "cifar10", "cifar100")
@@ -126,9 +126,10 @@ def load_images(name: str, train: bool, data_root: Optional[str], image_size: in
     return images
 
 
-def normalisation(name: str, dataset: str) -> Tuple[Sequence[float], Sequence[float]]:
-    """(mean, std) applied after augmentation; ``auto``: the embedded sets' own for embedded
-    data, ImageNet's for real data."""
+def normalisation(name: str, dataset: str) -> Tuple[Optional[Sequence[float]], Optional[Sequence[float]]]:
+    """(mean, std) applied after augmentation, (None, None) for none (as the paper's simCLR code,
+    whose ``normalize`` is defined and never used); ``auto``: the embedded sets' own for
+    embedded data, ImageNet's for real data."""
     if name == "auto":
         name = "embedded" if dataset in EMBEDDED_SOURCES else "imagenet"
     return {"embedded": EMBEDDED_STATS, "imagenet": IMAGENET_STATS, "none": NO_STATS}[name]

@@ -8,6 +8,11 @@ k ← m·k + (1 − m)·q after every step: a pruned weight is 0 in q at every s
 start, so it stays exactly 0 in k too. Keys pass through the key encoder in a shuffled order, cut into
 ``shuffle_bn_splits`` groups with their own batch-norm statistics (MoCo's shuffling BN on one
 device), so a query and its key never share batch statistics.
+
+Its score, as the paper's code reports it (MoCo/main_moco_imp.py, ``test``): the (K+1)-way
+contrastive top-1 of the query encoder on one view against the key encoder on the other, whose
+K negatives are an evaluation queue of its own: fresh random unit keys at every evaluation,
+replaced batch by batch by the evaluation's keys; training's queue is neither read nor changed.
 """
 
 import copy
@@ -17,17 +22,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...device import autocast
 from ...distributed import unwrap
 from .contrastive import COMMON_OPTIONS, ContrastiveTask, check_common_options, to_views
 from .encoder import ContrastiveEncoder
 from .losses import info_nce_with_queue
-from .views import training_view_batches
+from .retrieval import queue_contrastive_hits
+from .views import EVALUATION_SEED, training_view_batches
 
 MOCO_OPTIONS = {
     "temperature": 0.2,  # MoCo v2
     "queue_size": 65536,  # K, MoCo's negatives
     "key_momentum": 0.999,  # m of the key encoder's moving average
     "shuffle_bn_splits": 8,  # groups of the shuffled key batch (MoCo's 8 GPUs); 1: no shuffling BN
+    "augmentation": "moco",  # views.RECIPES
     **COMMON_OPTIONS,
 }
 
@@ -99,7 +107,6 @@ class MoCoModel(nn.Module):
 
 
 class MoCoTask(ContrastiveTask):
-    recipe = "moco"
     pretraining_format = "moco"
     heads = ("projection head", "key encoder", "queue")
 
@@ -164,9 +171,26 @@ class MoCoTask(ContrastiveTask):
         # and mixing them into Eq. (2)'s candidates would measure that offset, not the features
         return model.query(view_a), model.query(view_b)
 
+    def scored_batches(self, model: MoCoModel, batches, device: torch.device):
+        """``retrieval_top1``: Eq. (2) within each batch. ``contrastive_top1``: each batch's queries
+        against their keys and the evaluation queue, which then takes the batch's keys."""
+        if self.metric != "contrastive_top1":
+            yield from super().scored_batches(model, batches, device)
+            return
+        generator = torch.Generator().manual_seed(EVALUATION_SEED)  # the same queue every round
+        queue = F.normalize(torch.randn(self.queue_size, self.projection_dim, generator=generator), dim=1).to(device)
+        for view_a, view_b in batches:
+            with autocast(device):
+                q, k = model.query(view_a), model.key(view_b)
+            yield queue_contrastive_hits(q, k, queue), 1.0 / (1 + self.queue_size)
+            # the newest K entries, as MoCo's pointer leaves them (which slot holds which is immaterial)
+            queue = torch.cat([queue, F.normalize(k.float(), dim=1)])[-self.queue_size:]
+
     @torch.no_grad()
     def evaluate(self, model: MoCoModel, device: torch.device):
         metrics = super().evaluate(model, device)
+        if self.metric != "retrieval_top1":
+            return metrics
         # the two branches (query on one view, key on the other), for reference
         query_only = self.representations
         self.representations = lambda m, a, b: (m.query(a), m.key(b))

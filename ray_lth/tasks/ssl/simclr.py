@@ -1,4 +1,9 @@
-"""simCLR as an IMP task: one encoder sees both views of a batch; NT-Xent at ``temperature``."""
+"""simCLR as an IMP task: one encoder sees both views of a batch; NT-Xent at ``temperature``.
+
+Its score, as the paper's code reports it (SimCLR/main.py calls train.val_cacc with mlp=False):
+the contrastive top-1 of the backbone's features, the projection head replaced by the identity
+(``eval_features=backbone``); ``eval_features=projection`` ranks the projections z instead.
+"""
 
 from typing import Mapping
 
@@ -11,15 +16,24 @@ from .losses import nt_xent
 
 # 0.5: the NT-Xent temperature of the paper's simCLR code (and simCLR's CIFAR setting);
 # Table 2 sweeps it from 0.1 to 20 (search_spaces/simclr_temperature.py)
-SIMCLR_OPTIONS = {"temperature": 0.5, **COMMON_OPTIONS}
+SIMCLR_OPTIONS = {
+    "temperature": 0.5,
+    "eval_features": "backbone",  # what evaluation ranks: backbone (the paper's code) or projection (z)
+    "augmentation": "authors_simclr",  # views.RECIPES: the paper's code has no blur; simclr: Chen et al.'s
+    **COMMON_OPTIONS,
+}
+EVAL_FEATURES = ("backbone", "projection")
 
 
 def check_simclr_options(options: Mapping) -> None:
-    check_common_options({**SIMCLR_OPTIONS, **options})
+    options = {**SIMCLR_OPTIONS, **options}
+    check_common_options(options)
+    features = options["eval_features"]
+    if features not in EVAL_FEATURES:
+        raise ValueError(f"eval_features={features!r} is not allowed; choose one of {list(EVAL_FEATURES)}")
 
 
 class SimCLRTask(ContrastiveTask):
-    recipe = "simclr"
     # over several workers: BatchNorm over the global batch (simCLR's global BN), see distributed.py
     sync_batch_norm = True
 
@@ -44,8 +58,9 @@ class SimCLRTask(ContrastiveTask):
         z_a, z_b = model(torch.cat([view_a, view_b])).chunk(2)
         return nt_xent(parallel.gather(z_a), parallel.gather(z_b), self.temperature)
 
-    def representations(self, model, view_a, view_b):
-        return model(torch.cat([view_a, view_b])).chunk(2)
+    def representations(self, model: ContrastiveEncoder, view_a, view_b):
+        features = model.trunk if self.options["eval_features"] == "backbone" else model
+        return features(torch.cat([view_a, view_b])).chunk(2)
 
 
 def build_simclr(name, data_root, image_size, loading, **options) -> SimCLRTask:

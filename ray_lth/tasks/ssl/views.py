@@ -6,7 +6,7 @@ the batch order nor the number of DataLoader workers, and the caller's RNG is le
 epoch seed and the image order come from the generator IMP passes to ``train_batches``.
 """
 
-from typing import Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset
@@ -14,21 +14,25 @@ from torchvision.transforms import v2
 
 from ..loading import Loading
 
-# colour-jitter strength (brightness, contrast, saturation, hue) and the smallest crop area:
-# simCLR (Chen et al. 2020, appendix A) s=1 -> (0.8, 0.8, 0.8, 0.2), crops down to 8 %;
-# MoCo v2 (Chen et al. 2020b) uses (0.4, 0.4, 0.4, 0.1) and crops down to 20 %
+# colour-jitter strength (brightness, contrast, saturation, hue), the smallest crop area and
+# whether views are blurred: simCLR (Chen et al. 2020, appendix A) s=1 -> (0.8, 0.8, 0.8, 0.2),
+# crops down to 8 %, blur; the paper's simCLR code (SimCLR/args.py, dataloader_setup) the same
+# without the blur; MoCo v2 (Chen et al. 2020b, the paper's MoCo code with --aug-plus) jitters
+# (0.4, 0.4, 0.4, 0.1), crops down to 20 %, blurs
 RECIPES = {
-    "simclr": {"jitter": (0.8, 0.8, 0.8, 0.2), "min_scale": 0.08},
-    "moco": {"jitter": (0.4, 0.4, 0.4, 0.1), "min_scale": 0.2},
+    "authors_simclr": {"jitter": (0.8, 0.8, 0.8, 0.2), "min_scale": 0.08, "blur": False},
+    "simclr": {"jitter": (0.8, 0.8, 0.8, 0.2), "min_scale": 0.08, "blur": True},
+    "moco": {"jitter": (0.4, 0.4, 0.4, 0.1), "min_scale": 0.2, "blur": True},
 }
 
 
-def contrastive_augmentation(recipe: str, image_size: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+def contrastive_augmentation(recipe: str, image_size: int, mean: Optional[Sequence[float]],
+                             std: Optional[Sequence[float]]) -> v2.Compose:
     """Random resized crop, horizontal flip, colour jitter (p=0.8), grayscale (p=0.2); Gaussian
-    blur (p=0.5) only at ImageNet-like sizes, as simCLR drops it for small images; then scale
-    to float and normalise."""
+    blur (p=0.5) where the recipe blurs, and only at ImageNet-like sizes, as simCLR drops it for
+    small images; then scale to float and normalise (``mean`` None: no normalisation)."""
     if recipe not in RECIPES:
-        raise ValueError(f"No such augmentation recipe: {recipe!r}; choose one of {sorted(RECIPES)}")
+        raise ValueError(f"augmentation={recipe!r} is not allowed; choose one of {sorted(RECIPES)}")
     settings = RECIPES[recipe]
     # at embedded sizes 8 % of a 16-px image is a 4-px blob that no encoder can match to its
     # other view: small images keep at least a fifth of their area
@@ -39,10 +43,12 @@ def contrastive_augmentation(recipe: str, image_size: int, mean: Sequence[float]
         v2.RandomApply([v2.ColorJitter(*settings["jitter"])], p=0.8),
         v2.RandomGrayscale(p=0.2),
     ]
-    if image_size >= 64:
+    if settings["blur"] and image_size >= 64:
         kernel = 2 * (image_size // 20) + 1  # about 10 % of the side, odd (simCLR)
         steps.append(v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    if mean is not None:
+        steps.append(v2.Normalize(list(mean), list(std)))
     return v2.Compose(steps)
 
 
