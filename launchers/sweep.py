@@ -215,9 +215,9 @@ def run_ablation(parser, args, space: TemperatureAblationSpace, storage: str, na
         ray.shutdown()
     print(f"\nupstream ticket: {space.mask_file}")
     rows = [[r["temperature"], r["seed"], _pct(r["upstream_sparsity"]), _pct(r["sparsity"]),
-             _pct(r["simclr_retrieval_top1"]), r["downstream_task"], _pct(r["accuracy"]), f"{r['seconds']:.0f}"]
+             _pct(r["simclr_metric"]), r["downstream_task"], _pct(r["accuracy"]), f"{r['seconds']:.0f}"]
             for r in outcome.rows]
-    print(format_table(["temperature", "seed", "upstream sparsity %", "sparsity %", "simCLR retrieval top-1 %",
+    print(format_table(["temperature", "seed", "upstream sparsity %", "sparsity %", "simCLR metric %",
                         "downstream", "accuracy %", "seconds"], rows))
     print("\nTable 2: transfer accuracy of the simCLR tickets at each temperature")
     print(format_temperature_table(outcome.table))

@@ -140,7 +140,7 @@ def run_ablation_trial(space: TemperatureAblationSpace, temperature: float, seed
     downstream = ImpConfig.from_dict(space.downstream_config(seed, str(ticket)))
     (fine_tune,) = list(run_trajectory(downstream, cpus=space.cpus_per_trial))
     return {"temperature": temperature, "seed": seed, "upstream_sparsity": upstream_sparsity,
-            "sparsity": sparsity(simclr_round.state.mask), "simclr_retrieval_top1": simclr_round.record.metric,
+            "sparsity": sparsity(simclr_round.state.mask), "simclr_metric": simclr_round.record.metric,
             "simclr_train_loss": simclr_round.record.metrics["train_loss"], "downstream_task": downstream.task,
             "accuracy": fine_tune.record.metric, "ticket_file": str(ticket),
             "seconds": time.perf_counter() - started}
@@ -163,7 +163,7 @@ def derive_upstream_mask(space: TemperatureAblationSpace, cache_dir) -> Temperat
         for result in run_trajectory(config, state):
             result.state.save(folder)
             print(f"upstream IMP on simclr: round {result.record.round}, sparsity {100 * result.record.sparsity:.2f} %, "
-                  f"retrieval top-1 {result.record.metric:.4f}", flush=True)
+                  f"{config.task_options['eval_metric']} {result.record.metric:.4f}", flush=True)
     return replace(space, mask_file=join_uri(cache_dir, name, MASK_FILE.format(space.mask_round)))
 
 
@@ -172,10 +172,10 @@ def temperature_table(rows: List[dict]) -> List[dict]:
     table = []
     for t in sorted({r["temperature"] for r in rows}):
         accuracies = [r["accuracy"] for r in rows if r["temperature"] == t]
-        retrievals = [r["simclr_retrieval_top1"] for r in rows if r["temperature"] == t]
+        retrievals = [r["simclr_metric"] for r in rows if r["temperature"] == t]
         table.append({"temperature": t, "accuracy_mean": statistics.fmean(accuracies),
                       "accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
-                      "seeds": len(accuracies), "simclr_retrieval_top1_mean": statistics.fmean(retrievals),
+                      "seeds": len(accuracies), "simclr_metric_mean": statistics.fmean(retrievals),
                       "sparsity": statistics.fmean(r["sparsity"] for r in rows if r["temperature"] == t)})
     return table
 
@@ -188,7 +188,7 @@ def format_temperature_table(table: List[dict]) -> str:
 
     columns = [("Temperature", [_number(r["temperature"]) for r in table]),
                ("Accuracy (%)", [accuracy(r) for r in table]),
-               ("simCLR retrieval top-1 (%)", [f"{100 * r['simclr_retrieval_top1_mean']:.2f}" for r in table]),
+               ("simCLR metric (%)", [f"{100 * r['simclr_metric_mean']:.2f}" for r in table]),
                ("Sparsity (%)", [f"{100 * r['sparsity']:.2f}" for r in table])]
     label_width = max(len(label) for label, _ in columns)
     widths = [max(len(cells[i]) for _, cells in columns) for i in range(len(table))]

@@ -74,12 +74,12 @@ def test_one_trial_trains_the_ticket_prunes_it_to_the_target_and_fine_tunes(resn
     ticket = load_mask(row["ticket_file"])
     assert all(not (ticket[n] & ~upstream[n]).any() for n in upstream)  # nested: pruned weights stay pruned
     assert row["downstream_task"] == "digits" and row["accuracy"] > 0.2  # digits chance: 0.1
-    assert 0 < row["simclr_retrieval_top1"] <= 1
+    assert 0 < row["simclr_metric"] <= 1
     assert fraction_to_prune(0.36, 1 - 0.8**3) == pytest.approx(0.2)
 
 
 def test_the_table_has_one_column_per_temperature():
-    rows = [dict(temperature=t, seed=s, accuracy=0.5 + 0.01 * s, simclr_retrieval_top1=0.1, sparsity=0.7379)
+    rows = [dict(temperature=t, seed=s, accuracy=0.5 + 0.01 * s, simclr_metric=0.1, sparsity=0.7379)
             for t in (0.5, 0.1) for s in (0, 1)]
     table = temperature_table(rows)
     assert [r["temperature"] for r in table] == [0.1, 0.5]
@@ -95,7 +95,7 @@ def _resource_probe(config):
 
     assigned = ray.get_runtime_context().get_assigned_resources()
     tune.report({"temperature": config["temperature"], "seed": config["seed"], "cpu": assigned.get("CPU", 0.0),
-                 "accuracy": 1 / (1 + config["temperature"]), "simclr_retrieval_top1": 0.0, "sparsity": 0.0})
+                 "accuracy": 1 / (1 + config["temperature"]), "simclr_metric": 0.0, "sparsity": 0.0})
 
 
 def test_the_grid_runs_seven_trials_with_fractional_resources(ray_cluster, resnet8_weights, tmp_path):

@@ -63,7 +63,7 @@ def build_tuner(space: TemperatureAblationSpace, storage, name: str, trainable: 
         run_config=tune.RunConfig(name=name, storage_path=storage_path_for_ray(storage), verbose=verbose,
                                   progress_reporter=tune.CLIReporter(
                                       parameter_columns=["temperature", "seed"],
-                                      metric_columns=["simclr_retrieval_top1", "sparsity", "accuracy"],
+                                      metric_columns=["simclr_metric", "sparsity", "accuracy"],
                                       max_report_frequency=15, sort_by_metric=False)),
     )
 
@@ -80,7 +80,7 @@ def run_temperature_ablation(space: TemperatureAblationSpace, storage, name: str
     (experiment / SPACE_FILE).write_text(json.dumps(dataclasses.asdict(space), indent=1))
     grid = (tuner or build_tuner(space, storage, name, trainable, verbose)).fit()
     errors = trial_failures(grid)
-    keys = ("temperature", "seed", "upstream_sparsity", "sparsity", "simclr_retrieval_top1", "simclr_train_loss",
+    keys = ("temperature", "seed", "upstream_sparsity", "sparsity", "simclr_metric", "simclr_train_loss",
             "downstream_task", "accuracy", "seconds", "ticket_file")
     rows = sorted(({k: result.metrics[k] for k in keys if k in result.metrics}
                    for result in grid if result.error is None and "accuracy" in result.metrics),
