@@ -105,6 +105,9 @@ class ImpConfig:
             raise ValueError(f"num_workers must be an integer >= 0 (or unset: sized from the CPUs), got {self.num_workers!r}")
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {self.image_size}")
+        if self.train.backbone_lr_factor != 1.0 and not TASKS.get(self.task).names_backbone:
+            raise ValueError(f"backbone_lr_factor={self.train.backbone_lr_factor}: task {self.task!r} does not name its "
+                             f"backbone's parameters; leave backbone_lr_factor at 1.0")
         object.__setattr__(self, "task_options", check_task_options(self.task, self.task_options))
         self._check_data_parallel()
 

@@ -59,6 +59,11 @@ class SegmentationTask:
                           low_channels=min(48, self.channels))
         return _Normalised(deeplab, self.stats)
 
+    def backbone_parameters(self, model: nn.Module):
+        """The pruned backbone's parameters in ``wrap``'s model (DeepLab's body); ASPP, decoder and
+        classifier are the head, as the authors' ``model.backbone`` / ``model.classifier`` groups."""
+        return model.model.body.parameters()
+
     def batches_per_epoch(self, batch_size: int) -> int:
         return -(-len(self.train_set) // batch_size)
 
