@@ -7,7 +7,7 @@ epoch ``selection`` defaults to the task's own: ``best_val`` for the paper's cla
 (CIFAR-10/100, SVHN, Fashion-MNIST), ``last`` elsewhere.
 """
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Dict, Mapping, Optional
 
 from .distributed import check_global_batch
@@ -169,7 +169,13 @@ class ImpConfig:
             values.setdefault("train_dense", not trained_by_weights)
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule={schedule!r} is not allowed; choose one of {sorted(SCHEDULES)}")
-        return cls(**values, train=schedule_for(schedule, **overrides))
+        train = schedule_for(schedule, **overrides)
+        # a transferred ticket's fine-tune (a fixed mask, no pruning) at the authors' fine-tune batch,
+        # unless the config names its batch (ticket_batch_size=None keeps the schedule's)
+        fine_tune = values.get("mask_file") and int(values.get("rounds", cls.rounds)) == 0
+        if fine_tune and train.ticket_batch_size and "batch_size" not in overrides:
+            train = replace(train, batch_size=train.ticket_batch_size)
+        return cls(**values, train=train)
 
     def to_dict(self) -> dict:
         flat = {k: v for k, v in asdict(self).items() if k not in ("train", "task_options")}
