@@ -20,7 +20,7 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from .device import autocast
+from .device import autocast, check_precision
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class TrainHparams:
     # the batch of a transferred-ticket fine-tune (a config with mask_file and rounds=0), where the
     # authors' fine-tune script uses another than their IMP script (main_eval_downstream.py: 128)
     ticket_batch_size: Optional[int] = None
+    # "fp32" as the authors; "bf16": autocast to bfloat16 and channels-last on a GPU (device.py)
+    precision: str = "fp32"
 
     def __post_init__(self):
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
@@ -74,6 +76,7 @@ class TrainHparams:
             raise ValueError(f"backbone_lr_factor must be > 0, got {self.backbone_lr_factor}")
         if self.ticket_batch_size is not None and self.ticket_batch_size < 1:
             raise ValueError(f"ticket_batch_size must be >= 1 (or None: the batch_size), got {self.ticket_batch_size}")
+        check_precision(self.precision)
         if self.warmup_iters and self.warmup_epochs:
             raise ValueError(f"give the warm-up in iterations or in epochs, not both (warmup_iters={self.warmup_iters}, "
                              f"warmup_epochs={self.warmup_epochs})")
@@ -256,7 +259,7 @@ def train_masked(
         loss_sum, batches = torch.zeros((), device=device), 0
         for batch in task.train_batches(hparams.batch_size, generator):
             optimizer.zero_grad(set_to_none=True)
-            with autocast(device):
+            with autocast(device, hparams.precision):
                 loss = task.loss(model, batch, device)
             loss.backward()
             if masked is not None:

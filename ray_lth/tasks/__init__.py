@@ -105,12 +105,13 @@ def check_data(name: str, data_root: Optional[str], options: Mapping[str, Any]) 
                                       f"{', '.join(expected)} (nothing is downloaded)") from None
 
 
-def task_loading(name: str, options: Mapping[str, Any], num_workers: Optional[int], device, cpus: Optional[float]):
+def task_loading(name: str, options: Mapping[str, Any], num_workers: Optional[int], device, cpus: Optional[float],
+                 precision: str = "fp32"):
     """How task ``name``'s loaders feed ``device`` (``loading.loading_for``): loader workers, sized
-    from the trial's ``cpus``, only where it decodes files."""
+    from the trial's ``cpus``, only where it decodes files; the batches computed in ``precision``."""
     entry = TASKS.get(name)
     reads_files = bool(entry.data_files and entry.data_files(check_task_options(name, options)))
-    return loading_for(num_workers, device, cpus, reads_files)
+    return loading_for(num_workers, device, cpus, reads_files, precision)
 
 
 def build_task(name: str, data_root: Optional[str] = None, image_size: int = 16, loading: Loading = Loading(),

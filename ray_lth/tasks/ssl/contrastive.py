@@ -114,8 +114,8 @@ class ContrastiveTask:
         model.eval()
         hits, total, chance = 0, 0, 0.0
         for view_a, view_b in evaluation_view_batches(self.test_pairs, self.retrieval_batch_size, self.loading):
-            view_a, view_b = (to_device_format(v.to(device), device) for v in (view_a, view_b))
-            with autocast(device):
+            view_a, view_b = (to_device_format(v.to(device), device, self.loading.precision) for v in (view_a, view_b))
+            with autocast(device, self.loading.precision):
                 z, z_prime = self.representations(model, view_a, view_b)
             batch_hits = retrieval_hits(z, z_prime)
             hits += int(batch_hits.sum())
@@ -124,6 +124,6 @@ class ContrastiveTask:
         return {"retrieval_top1": hits / total, "retrieval_chance": chance / total}
 
 
-def to_views(batch, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+def to_views(batch, device: torch.device, precision: str = "fp32") -> Tuple[torch.Tensor, torch.Tensor]:
     view_a, view_b = batch[0], batch[1]
-    return tuple(to_device_format(v.to(device, non_blocking=True), device) for v in (view_a, view_b))
+    return tuple(to_device_format(v.to(device, non_blocking=True), device, precision) for v in (view_a, view_b))

@@ -131,7 +131,7 @@ class MoCoTask(ContrastiveTask):
             yield view_a, view_b, int(torch.randint(2**62, (), generator=generator))
 
     def loss(self, model: MoCoModel, batch, device: torch.device) -> torch.Tensor:
-        view_a, view_b = to_views(batch, device)
+        view_a, view_b = to_views(batch, device, self.loading.precision)
         model.update_key_encoder()  # with the query after the last step, as MoCo's forward does
         q = model.query(view_a)
         order = torch.randperm(len(view_b), generator=torch.Generator().manual_seed(batch[2])).to(device)
@@ -146,7 +146,7 @@ class MoCoTask(ContrastiveTask):
         the keys come from the whole global batch with its BatchNorm shuffled across ranks, the
         queue takes every rank's keys, and the rank's loss is over its own queries, so the
         ranks' average is the one-process loss of the global batch."""
-        view_a, view_b = to_views(batch, device)
+        view_a, view_b = to_views(batch, device, self.loading.precision)
         moco = unwrap(model)
         moco.update_key_encoder()
         q = model(view_a)  # the query encoder through DDP, which all-reduces its gradients
