@@ -9,8 +9,8 @@ the cores), measures:
 - loader: one training epoch of batches (crop, flip, uint8 out of the workers) made the model's
   input on the device (scaled and normalised there); the first epoch includes starting the
   workers, the second reuses them (persistent workers);
-- loader + step: the same batches with a training step of resnet18_cifar (SGD, bf16 autocast and
-  channels-last on a GPU, as ray_lth.train does); on the CPU only ``--step-batches`` batches
+- loader + step: the same batches with a training step of resnet18_cifar (SGD in the task's
+  precision, fp32 by default, as ray_lth.train does); on the CPU only ``--step-batches`` batches
   (a full epoch takes minutes there), on a GPU the whole epoch.
 On a GPU the loaders pin their memory, as a trial's do. Prints a table.
 """
@@ -49,7 +49,7 @@ def loader_epoch(task, batch_size: int, device: torch.device, seed: int = 0) -> 
 def loader_and_step(task, batch_size: int, device: torch.device, max_batches: int) -> tuple:
     """(images, seconds) for up to ``max_batches`` training steps of resnet18_cifar."""
     torch.manual_seed(0)
-    model = prepare_model(build_model("resnet18_cifar", 10), device)
+    model = prepare_model(build_model("resnet18_cifar", 10), device, task.loading.precision)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     model.train()
     images_seen, started = 0, time.perf_counter()
@@ -57,7 +57,7 @@ def loader_and_step(task, batch_size: int, device: torch.device, max_batches: in
         if index == max_batches:
             break
         optimizer.zero_grad(set_to_none=True)
-        with autocast(device):
+        with autocast(device, task.loading.precision):
             loss = task.loss(model, batch, device)
         loss.backward()
         optimizer.step()

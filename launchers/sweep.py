@@ -71,12 +71,25 @@ def parse_args(argv=None):
                         help="train each round over N Ray Train workers (DDP); batch_size stays the global batch")
     parser.add_argument("--gpus-per-worker", type=float, help="GPUs of each worker of a --workers-per-trial trial")
     parser.add_argument("--cpus-per-worker", type=float, help="CPUs of each worker of a --workers-per-trial trial")
-    parser.add_argument("--patience", type=int,
-                        help="pruned rounds in a row whose seed-mean may fail to match before the group's trajectories stop")
+    parser.add_argument("--patience", type=_patience, default=_UNSET,
+                        help="pruned rounds in a row whose seed-mean may fail to match before the group's trajectories "
+                             "stop, or 'none': every round runs (the authors' protocol)")
     parser.add_argument("--num-cpus", type=int, help="CPUs for a local Ray instance (default: all)")
     parser.add_argument("--verbose", action="store_true",
                         help="also show Ray's own output: its status table, INFO logs and warnings, checkpoint lines")
     return parser, parser.parse_args(argv)
+
+
+_UNSET = object()  # --patience not given (None is a value: "none", every round)
+
+
+def _patience(text: str):
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or 'none', got {text!r}") from None
 
 
 def main(argv=None) -> int:
@@ -100,8 +113,9 @@ def main(argv=None) -> int:
     if isinstance(space, TemperatureAblationSpace):
         return run_ablation(parser, args, space, storage, name)
     try:
-        space = _with_flags(space, args, ("gpus_per_trial", "cpus_per_trial", "patience", "gpus_per_worker",
-                                          "cpus_per_worker"))
+        space = _with_flags(space, args, ("gpus_per_trial", "cpus_per_trial", "gpus_per_worker", "cpus_per_worker"))
+        if args.patience is not _UNSET:
+            space = dataclasses.replace(space, patience=args.patience)
         if not args.resume:
             # validate every grid point before Ray starts (the embedded θ_p is pre-trained here once)
             space = _resolve_weights(space, args.weights, storage)
@@ -189,7 +203,7 @@ def _init_ray(ray, args) -> None:
 def run_ablation(parser, args, space: TemperatureAblationSpace, storage: str, name: str) -> int:
     """Table 2's temperature ablation: derive or take the upstream ticket (plain torch, before Ray
     starts), then one trial per temperature (and seed) with fractional resources."""
-    if args.resume or args.patience is not None:
+    if args.resume or args.patience is not _UNSET:
         parser.error(f"--space {args.space} runs once, to the end: --resume and --patience do not apply")
     try:
         space = _with_flags(space, args, ("gpus_per_trial", "cpus_per_trial"))

@@ -7,7 +7,7 @@ epoch ``selection`` defaults to the task's own: ``best_val`` for the paper's cla
 (CIFAR-10/100, SVHN, Fashion-MNIST), ``last`` elsewhere.
 """
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Dict, Mapping, Optional
 
 from .distributed import check_global_batch
@@ -105,6 +105,9 @@ class ImpConfig:
             raise ValueError(f"num_workers must be an integer >= 0 (or unset: sized from the CPUs), got {self.num_workers!r}")
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {self.image_size}")
+        if self.train.backbone_lr_factor != 1.0 and not TASKS.get(self.task).names_backbone:
+            raise ValueError(f"backbone_lr_factor={self.train.backbone_lr_factor}: task {self.task!r} does not name its "
+                             f"backbone's parameters; leave backbone_lr_factor at 1.0")
         object.__setattr__(self, "task_options", check_task_options(self.task, self.task_options))
         self._check_data_parallel()
 
@@ -166,7 +169,13 @@ class ImpConfig:
             values.setdefault("train_dense", not trained_by_weights)
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule={schedule!r} is not allowed; choose one of {sorted(SCHEDULES)}")
-        return cls(**values, train=schedule_for(schedule, **overrides))
+        train = schedule_for(schedule, **overrides)
+        # a transferred ticket's fine-tune (a fixed mask, no pruning) at the authors' fine-tune batch,
+        # unless the config names its batch (ticket_batch_size=None keeps the schedule's)
+        fine_tune = values.get("mask_file") and int(values.get("rounds", cls.rounds)) == 0
+        if fine_tune and train.ticket_batch_size and "batch_size" not in overrides:
+            train = replace(train, batch_size=train.ticket_batch_size)
+        return cls(**values, train=train)
 
     def to_dict(self) -> dict:
         flat = {k: v for k, v in asdict(self).items() if k not in ("train", "task_options")}

@@ -1,6 +1,25 @@
-"""Device helpers: bf16 autocast and channels-last on a GPU, plain fp32 on the CPU."""
+"""Device helpers: the precision a round computes in, and where the device is.
+
+``precision`` "fp32" (the default) computes in float32 everywhere, as the authors' scripts;
+"bf16" (opt-in) autocasts to bfloat16 and keeps weights and images channels-last on a GPU, which
+is faster there (benchmarks/bf16_speedup.py) but no longer the authors' arithmetic. On the CPU
+both are plain float32.
+"""
 
 import torch
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not allowed; choose one of {list(PRECISIONS)}")
+    return precision
+
+
+def uses_bf16(device: torch.device, precision: str) -> bool:
+    """Whether a round on ``device`` autocasts to bf16 with channels-last: only on a GPU, only when asked."""
+    return check_precision(precision) == "bf16" and device.type == "cuda"
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -12,20 +31,20 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def autocast(device: torch.device):
+def autocast(device: torch.device, precision: str = "fp32"):
     # bf16 needs no loss scaler, so the masked step stays a plain optimizer step
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(device, precision))
 
 
-def to_device_format(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    # channels-last pays on GPU convolutions; on the CPU it brings nothing for these models
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" and x.dim() == 4 else x
+def to_device_format(x: torch.Tensor, device: torch.device, precision: str = "fp32") -> torch.Tensor:
+    # channels-last pays on GPU convolutions under bf16; fp32 keeps the authors' layout
+    return x.contiguous(memory_format=torch.channels_last) if uses_bf16(device, precision) and x.dim() == 4 else x
 
 
-def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Move ``model`` to ``device``; channels-last weights on a GPU to match the inputs."""
+def prepare_model(model: torch.nn.Module, device: torch.device, precision: str = "fp32") -> torch.nn.Module:
+    """Move ``model`` to ``device``; channels-last weights under bf16 on a GPU, to match the inputs."""
     model.to(device)
-    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+    return model.to(memory_format=torch.channels_last) if uses_bf16(device, precision) else model
 
 
 def use_cpus(cpus) -> int:

@@ -114,7 +114,8 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
                          f"(launchers/sweep.py --workers-per-trial), which starts their workers")
     device = resolve_device(config.device)
     round_runner = round_runner or train_round
-    loading = task_loading(config.task, config.task_options, config.num_workers, device, cpus)
+    loading = task_loading(config.task, config.task_options, config.num_workers, device, cpus,
+                           config.train.precision)
     task = task or build_task(config.task, config.data_root, config.image_size, loading,
                               val_images=config.val_images, **config.task_options)
     if state is None:
@@ -194,7 +195,7 @@ def train_round(config: ImpConfig, task, round_index: int, state: TrajectoryStat
         # (θ_p, γ_p)); round 0 from θ_p or θ_0, held as the rewind state until θ_k% replaces it
         restore_state(model, state.rewind_state, mask, trained_model)
     start_digest = state_digest(capture_state(model, trained_model))
-    prepare_model(trained_model, device)
+    prepare_model(trained_model, device, config.train.precision)
     scores = distributed is None or distributed.is_main
 
     rewind_state = state.rewind_state

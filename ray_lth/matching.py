@@ -63,23 +63,39 @@ def mean_by_sparsity(rows: Iterable[Mapping[str, float]], metric: str = "metric"
     return {s: statistics.fmean(v) for s, v in sorted(groups.items())}
 
 
+def check_patience(patience: Optional[int]) -> None:
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+        raise ValueError(f"patience must be an integer >= 1, or None (every round runs), got {patience!r}")
+
+
+def answer_scope(stop_round: Optional[int], patience: Optional[int]) -> str:
+    """What a group's maximum matching sparsity covers: every round it was given, or, for a group
+    the matching rule stopped, the rounds up to its first run of ``patience`` failing rounds (a
+    later recovery, which the authors' every-round curves would show, was never trained)."""
+    if stop_round is None:
+        return "every round run"
+    rounds = "round" if patience == 1 else "rounds"
+    return f"up to the first boundary of {patience} failing {rounds} (stopped at round {stop_round})"
+
+
 class MatchingTracker:
     """Per group of trajectories that differ only by seed: the dense band once every seed's
     round 0 is known, each round's verdict on the seed-mean, and when the group stops.
 
     Matching is a property of the seed-mean (footnote 7), and so is stopping: round k's verdict
     is known once every seed has reported round k, and the whole group stops once its seed-mean
-    has failed ``patience`` pruned rounds in a row. A single noisy seed never ends a trajectory.
+    has failed ``patience`` pruned rounds in a row (``patience=None``: never, every round runs, as
+    the authors ran them). A single noisy seed never ends a trajectory.
     Pure bookkeeping (no Ray): ``MatchingScheduler`` feeds it results and asks ``stop_round``.
     """
 
-    def __init__(self, seeds_per_group: int, patience: int = 1, references: Optional[Mapping[str, str]] = None):
+    def __init__(self, seeds_per_group: int, patience: Optional[int] = 1,
+                 references: Optional[Mapping[str, str]] = None):
         """``references`` maps a group to the group whose round 0 is its dense baseline: a
         transferred ticket on task T is judged against the dense fine-tune on T, not itself."""
         if seeds_per_group < 1:
             raise ValueError(f"seeds_per_group must be >= 1, got {seeds_per_group}")
-        if patience < 1:
-            raise ValueError(f"patience must be >= 1, got {patience}")
+        check_patience(patience)
         self.seeds_per_group = seeds_per_group
         self.patience = patience
         self.references = dict(references or {})
@@ -118,7 +134,7 @@ class MatchingTracker:
         """The round whose verdict ended the group — the last of ``patience`` pruned rounds in a row
         whose seed-mean failed — or None while the group goes on."""
         band = self.band(group)
-        if band is None:
+        if band is None or self.patience is None:
             return None
         failures = 0
         for round_index, (_, mean) in self.complete_rounds(group).items():

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 
 from .ablation import TemperatureAblationSpace
 from .config import ImpConfig
+from .matching import check_patience
 from .storage import is_uri
 from .transfer import TransferSpace
 
@@ -32,7 +33,9 @@ class SweepSpace:
     # its Ray Train workers holds these
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
-    patience: int = 1  # pruned rounds in a row whose seed-mean fails to match before the group stops
+    # pruned rounds in a row whose seed-mean fails to match before the group stops; None: never,
+    # every round runs (the authors' protocol); a paper figure needs >= 2 or None (matching.py)
+    patience: Optional[int] = 1
     # Optuna: field -> ("loguniform"|"uniform", low, high) or ("choice", [values]); searched by
     # OptunaSearch for ``num_samples`` trials, maximising ``objective`` (a key every result carries)
     sample: Dict[str, tuple] = field(default_factory=dict)
@@ -80,8 +83,7 @@ class SweepSpace:
             raise ValueError(f"cpus_per_trial must be > 0, got {self.cpus_per_trial}")
         if self.gpus_per_trial < 0:
             raise ValueError(f"gpus_per_trial must be >= 0, got {self.gpus_per_trial}")
-        if self.patience < 1:
-            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        check_patience(self.patience)
         if "workers_per_trial" in self.grid or "workers_per_trial" in self.sample:
             raise ValueError("workers_per_trial is one value for the whole sweep (every trial reserves its workers "
                              "alike): give it as a fixed value, e.g. --workers-per-trial 2")

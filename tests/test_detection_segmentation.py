@@ -121,5 +121,5 @@ def test_dense_prediction_spaces_plan_dependent_trials_and_route_task_options(re
     downstream = [c for c in configs if c.task.endswith("_shapes") and c.task != "shapes"]
     assert downstream and all(c.task_options[option] == value for c in downstream)
     assert {c.mask_label for c in downstream} >= {"m_shapes-r2", "m_shapes-r4", "m_shapes-r6"}
-    assert all(c.train.lr_schedule == ("cosine" if name == "detection" else "step") for c in downstream)
+    assert all(c.train.lr_schedule == ("cosine" if name == "detection" else "poly") for c in downstream)
     assert space.cpus_per_trial == 2

@@ -43,7 +43,7 @@ def test_linear_warmup_multiplies_the_first_iterations():
 
 
 def test_voc_presets_follow_table_1():
-    seg = schedule_for("voc_segmentation")
+    seg = schedule_for("voc_segmentation_table1")  # voc_segmentation is the authors' code (test_authors_dense.py)
     assert (seg.batch_size, seg.lr, seg.weight_decay, seg.warmup_iters, seg.milestones) == (4, 0.01, 1e-4, 100, (49, 60))
     det = schedule_for("voc_detection")
     assert (det.epochs, det.batch_size, det.lr, det.min_lr, det.lr_schedule) == (50, 8, 1e-4, 1e-6, "cosine")

@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..masks import MaskFileError, load_mask, read_mask_header
 from ..masks import sparsity as mask_sparsity
-from ..matching import DenseBand, MatchingTracker, dense_band
+from ..matching import DenseBand, MatchingTracker, answer_scope, dense_band
 from ..naming import REWIND_SYMBOLS, rewind_point
 from ..storage import Location, location
 from .curves import CurvePoint, curve_from_rows, matching_boundary
@@ -97,6 +97,36 @@ def _plan(folder: Path):
     from ..transfer import TransferSpace
 
     return TransferSpace(**saved["space"]).plan()
+
+
+def _answer_scopes(folder: Path, rows: List[dict], plan) -> Dict[str, str]:
+    """group -> what its maximum matching sparsity covers (``matching.answer_scope``): replays the
+    sweep's stopping rule (its ``patience``, from the space file) on results.csv; a group stopped
+    before the last round its trials were given answers only up to its first failing boundary."""
+    space_file = folder / "ray_lth_space.json"
+    if not space_file.is_file():
+        return {}
+    saved = json.loads(space_file.read_text())
+    if saved.get("kind") == "transfer":
+        seeds, patience = len(saved["space"].get("seeds", [0])), saved["space"].get("patience")
+    else:
+        from ..spaces import SweepSpace
+
+        space = SweepSpace(**saved["space"])
+        seeds, patience = space.seeds_per_group, space.patience
+    tracker = MatchingTracker(seeds, patience, plan.references if plan else None)
+    for r in rows:
+        tracker.add(r["group"], r["trial_name"], int(r["round"]), float(r["sparsity"]), float(r["metric"]))
+    configs = _trial_configs(folder, rows)
+    planned: Dict[str, int] = {}
+    for r in rows:
+        rounds = int(configs.get(r["trial_name"], {}).get("rounds", 0))
+        planned[r["group"]] = max(planned.get(r["group"], 0), rounds)
+    scopes = {}
+    for group in tracker.groups():
+        stop = tracker.stop_round(group)
+        scopes[group] = answer_scope(stop if stop is not None and stop < planned.get(group, 0) else None, patience)
+    return scopes
 
 
 def _ticket_stem(label: str) -> Optional[int]:
@@ -315,25 +345,31 @@ def _write_report(experiment: Path, compare: Sequence[Path], shown: str, compare
                         remaining=remaining)
             figures.append((f"{task}: metric vs number of remaining weights", name))
 
-    # maximum matching sparsity per series
+    # maximum matching sparsity per series, and what it covers where a group stopped early
+    scopes = _answer_scopes(experiment, rows, plan)
     matching_rows = []
     for s in series:
         best = matching_boundary(s.points, s.band)
+        covers = "; ".join(sorted({scopes[g] for g in s.groups if g in scopes})) or "every round run"
         matching_rows.append({"series": s.label, "groups": " ".join(s.groups), "task": s.task, "model": s.model,
                               "kind": s.kind,
                               "seeds": s.band.seeds if s.band else 0,
                               "dense_mean": s.band.mean if s.band else None, "dense_std": s.band.std if s.band else None,
                               "max_matching_sparsity": best.sparsity if best else None,
-                              "round": best.round if best else None, "metric_there": best.mean if best else None})
+                              "round": best.round if best else None, "metric_there": best.mean if best else None,
+                              "covers": covers})
     _write_csv(out / "max_matching.csv", matching_rows)
     tables.append("## Maximum matching sparsity\n\nLargest sparsity whose mean over every seed is ≥ dense mean − std "
-                  "(footnote 7); `round` is the IMP round (for transferred tickets, the upstream round).\n\n" +
+                  "(footnote 7); `round` is the IMP round (for transferred tickets, the upstream round). `covers`: "
+                  "a group stopped by its `patience` failing rounds in a row answers only up to that first "
+                  "boundary (a later recovery was never trained); `--patience none` runs every round, as the "
+                  "authors.\n\n" +
                   _markdown_table([{**r, "dense %": f"{_pct(r['dense_mean'])} ± {_pct(r['dense_std'])}",
                                     "max matching sparsity %": _pct(r["max_matching_sparsity"]),
                                     "metric there %": _pct(r["metric_there"]),
                                     "round": "—" if r["round"] is None else r["round"]} for r in matching_rows],
                                   ["series", "task", "seeds", "dense %", "max matching sparsity %", "round",
-                                   "metric there %"]))
+                                   "metric there %", "covers"]))
 
     if plan is not None and plan.dense_groups:
         from ..transfer import transfer_verdicts

@@ -43,6 +43,9 @@ class TaskEntry:
     # (options) -> what the task reads under data_root, relative, a folder ending in "/"; checked
     # before Ray starts (``check_data``). None: the task reads no files (embedded data)
     data_files: Optional[Callable[[Mapping[str, Any]], Sequence[str]]] = None
+    # the task names which parameters of its model are the backbone (``backbone_parameters``), so
+    # a schedule may train them at another lr than the head (backbone_lr_factor)
+    names_backbone: bool = False
 
 
 TASKS: Registry[TaskEntry] = Registry("task")
@@ -52,9 +55,10 @@ def register_task(name: str, builder: Callable[..., Any], options: Optional[Dict
                   schedule: str = "embedded", check: Optional[Callable[[Dict[str, Any]], None]] = None,
                   selection: str = "last", val_images: Optional[int] = None, weights_trained_on_it: bool = False,
                   pretext_format: Optional[str] = None,
-                  data_files: Optional[Callable[[Mapping[str, Any]], Sequence[str]]] = None) -> None:
+                  data_files: Optional[Callable[[Mapping[str, Any]], Sequence[str]]] = None,
+                  names_backbone: bool = False) -> None:
     TASKS.register(name)(TaskEntry(name, builder, dict(options or {}), schedule, check, selection, val_images,
-                                   weights_trained_on_it, pretext_format, data_files))
+                                   weights_trained_on_it, pretext_format, data_files, names_backbone))
 
 
 def task_options(name: str) -> Dict[str, Any]:
@@ -101,12 +105,13 @@ def check_data(name: str, data_root: Optional[str], options: Mapping[str, Any]) 
                                       f"{', '.join(expected)} (nothing is downloaded)") from None
 
 
-def task_loading(name: str, options: Mapping[str, Any], num_workers: Optional[int], device, cpus: Optional[float]):
+def task_loading(name: str, options: Mapping[str, Any], num_workers: Optional[int], device, cpus: Optional[float],
+                 precision: str = "fp32"):
     """How task ``name``'s loaders feed ``device`` (``loading.loading_for``): loader workers, sized
-    from the trial's ``cpus``, only where it decodes files."""
+    from the trial's ``cpus``, only where it decodes files; the batches computed in ``precision``."""
     entry = TASKS.get(name)
     reads_files = bool(entry.data_files and entry.data_files(check_task_options(name, options)))
-    return loading_for(num_workers, device, cpus, reads_files)
+    return loading_for(num_workers, device, cpus, reads_files, precision)
 
 
 def build_task(name: str, data_root: Optional[str] = None, image_size: int = 16, loading: Loading = Loading(),
@@ -181,10 +186,10 @@ register_task("voc_detection", detection.voc_detection_task, options={"detector"
               data_files=lambda options: detection_files())
 register_task("segmentation_shapes", segmentation.segmentation_shapes, schedule="embedded_segmentation",
               options={"segmenter": "deeplabv3plus", "scenes_train": 512, "scenes_test": 128},
-              check=segmentation.check_segmentation_options)
+              check=segmentation.check_segmentation_options, names_backbone=True)
 register_task("voc_segmentation", segmentation.voc_segmentation_task, options={"segmenter": "deeplabv3plus"},
               schedule="voc_segmentation", check=segmentation.check_segmentation_options,
-              data_files=lambda options: segmentation_files())
+              data_files=lambda options: segmentation_files(), names_backbone=True)
 
 
 __all__ = ["build_task", "check_data", "check_task_options", "Loading", "task_loading", "ClassificationTask", "DatasetMissingError", "load_pretrained_heads",

@@ -69,7 +69,7 @@ class ClassificationTask:
         images = images.to(device, non_blocking=True)
         if self.inputs is not None:
             images = self.inputs(images)
-        return to_device_format(images, device)
+        return to_device_format(images, device, self.loading.precision)
 
     def loss(self, model: nn.Module, batch, device: torch.device) -> torch.Tensor:
         images, labels = batch
@@ -104,7 +104,7 @@ class ClassificationTask:
                               lambda: DataLoader(dataset, batch_size=batch_size, **self.loading.options()))
         for images, labels in loader:
             images, labels = self.model_inputs(images, device), labels.to(device, non_blocking=True)
-            with autocast(device):
+            with autocast(device, self.loading.precision):
                 logits = model(images).float()
             loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
             correct += (logits.argmax(1) == labels).sum().item()

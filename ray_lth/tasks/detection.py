@@ -73,7 +73,7 @@ class DetectionTask:
         predictions, targets = [], []
         for images, batch_targets in DataLoader(self.test_set, batch_size=batch_size, collate_fn=_collate,
                                                 **self.loading.options(reused=False)):
-            with autocast(device):
+            with autocast(device, self.loading.precision):
                 outputs = model([image.to(device) for image in images])
             predictions += [{k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in out.items()}
                             for out in outputs]

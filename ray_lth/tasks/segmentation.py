@@ -59,6 +59,11 @@ class SegmentationTask:
                           low_channels=min(48, self.channels))
         return _Normalised(deeplab, self.stats)
 
+    def backbone_parameters(self, model: nn.Module):
+        """The pruned backbone's parameters in ``wrap``'s model (DeepLab's body); ASPP, decoder and
+        classifier are the head, as the authors' ``model.backbone`` / ``model.classifier`` groups."""
+        return model.model.body.parameters()
+
     def batches_per_epoch(self, batch_size: int) -> int:
         return -(-len(self.train_set) // batch_size)
 
@@ -69,7 +74,7 @@ class SegmentationTask:
 
     def loss(self, model: nn.Module, batch, device: torch.device) -> torch.Tensor:
         images, labels = (t.to(device, non_blocking=True) for t in batch)
-        logits = model(to_device_format(images, device))
+        logits = model(to_device_format(images, device, self.loading.precision))
         return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
 
     @torch.no_grad()
@@ -78,8 +83,8 @@ class SegmentationTask:
         confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
         for images, labels in DataLoader(self.test_set, batch_size=self.eval_batch_size,
                                          **self.loading.options(reused=False)):
-            with autocast(device):
-                logits = model(to_device_format(images.to(device), device))
+            with autocast(device, self.loading.precision):
+                logits = model(to_device_format(images.to(device), device, self.loading.precision))
             if logits.shape[-2:] != labels.shape[-2:]:
                 # VOC labels keep their native size: upsample the logits to it, never resize the labels
                 logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)

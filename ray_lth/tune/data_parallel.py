@@ -63,7 +63,8 @@ def _round_on_worker(loop_config: dict) -> None:
     round_index = loop_config["round"]
     start = _RoundStart(**ray.get(loop_config["start"]))
     # each rank's loader workers come out of its own CPUs (tasks.loading)
-    loading = task_loading(config.task, config.task_options, config.num_workers, device, loop_config["cpus"])
+    loading = task_loading(config.task, config.task_options, config.num_workers, device, loop_config["cpus"],
+                           config.train.precision)
     task = build_task(config.task, config.data_root, config.image_size, loading,
                       val_images=config.val_images, **config.task_options)
     parallel = DataParallel(rank, context.get_world_size(), device)

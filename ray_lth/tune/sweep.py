@@ -27,12 +27,12 @@ from ray.tune import CLIReporter
 from ray.tune.search.optuna import OptunaSearch
 
 from ..analysis.report import write_report
-from ..matching import MatchingTracker
+from ..matching import MatchingTracker, answer_scope
 from ..spaces import SweepSpace
 from ..storage import Location, join_uri, location, storage_path_for_ray
 from ..transfer import TransferSpace, replay_boundary_searches, transfer_verdicts
 from .dependency import DependencySearcher
-from ..naming import trial_name
+from ..naming import group_name, trial_name
 from .console import RoundLines, StatusTable, quiet_ray_loggers
 from .results import ResultsCallback, feed_tracker, read_results
 from .scheduler import MatchingScheduler
@@ -210,7 +210,11 @@ def run_sweep(space, storage, name: str, resume: bool = False, verbose: int = 1,
     results = read_results(experiment / "results.csv")
     rows = list(results.values())
     feed_tracker(final, rows)
-    summary = summarise(final, rows, fields)
+    planned = {}  # the rounds each group was given: a stop at its last one cut nothing
+    for result in grid:
+        group = group_name(result.config)
+        planned[group] = max(planned.get(group, 0), int(result.config.get("rounds", 0)))
+    summary = summarise(final, rows, fields, planned)
     write_summary(experiment / "summary.csv", summary)
     # this session's rounds only: a resumed sweep's earlier rounds ran in another wall time
     session_rows = [row for key, row in results.items() if rows_before.get(key) != row]
@@ -246,15 +250,20 @@ def _report(experiment) -> Optional[Location]:
         return None
 
 
-def summarise(tracker: MatchingTracker, rows: List[dict], fields=()) -> List[dict]:
-    """Per group: the fields that tell it apart (``fields``), dense mean ± std over seeds and the
-    largest sparsity whose seed-mean matches."""
+def summarise(tracker: MatchingTracker, rows: List[dict], fields=(), planned_rounds=None) -> List[dict]:
+    """Per group: the fields that tell it apart (``fields``), dense mean ± std over seeds, the
+    largest sparsity whose seed-mean matches and what that answer covers (``max_matching_covers``:
+    every round, or only up to the first run of ``patience`` failing rounds for a group the
+    matching rule stopped before its last round of ``planned_rounds``)."""
     summary = []
     for group in tracker.groups():
         group_rows = [r for r in rows if r["group"] == group]
         verdicts = tracker.group_summary(group)
         entry = {"group": verdicts.pop("group"), **{f: group_rows[0].get(f, "") for f in fields if group_rows},
                  **verdicts}
+        stop = tracker.stop_round(group)
+        cut = stop is not None and stop < (planned_rounds or {}).get(group, float("inf"))
+        entry["max_matching_covers"] = answer_scope(stop if cut else None, tracker.patience)
         entry["max_sparsity_run"] = max((float(r["sparsity"]) for r in group_rows), default=None)
         entry["trials"] = len({r["trial_name"] for r in group_rows})
         entry["rounds_run"] = len(group_rows)

@@ -123,14 +123,15 @@ class ContrastiveTask:
         hits, chance = {"retrieval_top1": (retrieval_hits, retrieval_chance),
                         "contrastive_top1": (contrastive_hits, contrastive_chance)}[self.metric]
         for view_a, view_b in batches:
-            with autocast(device):  # the ranking itself runs in float32
+            with autocast(device, self.loading.precision):  # the ranking itself runs in float32
                 z, z_prime = self.representations(model, view_a, view_b)
             yield hits(z, z_prime), chance(len(z))
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, device: torch.device) -> Dict[str, float]:
         model.eval()
-        batches = ((to_device_format(a.to(device), device), to_device_format(b.to(device), device))
+        precision = self.loading.precision
+        batches = ((to_device_format(a.to(device), device, precision), to_device_format(b.to(device), device, precision))
                    for a, b in evaluation_view_batches(self.test_pairs, self.retrieval_batch_size, self.loading))
         hits, total, chance = 0, 0, 0.0
         for batch_hits, batch_chance in self.scored_batches(model, batches, device):
@@ -153,6 +154,6 @@ def contrastive_chance(n: int) -> float:
     return 1.0 / (2 * n)
 
 
-def to_views(batch, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+def to_views(batch, device: torch.device, precision: str = "fp32") -> Tuple[torch.Tensor, torch.Tensor]:
     view_a, view_b = batch[0], batch[1]
-    return tuple(to_device_format(v.to(device, non_blocking=True), device) for v in (view_a, view_b))
+    return tuple(to_device_format(v.to(device, non_blocking=True), device, precision) for v in (view_a, view_b))

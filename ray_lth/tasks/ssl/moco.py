@@ -138,7 +138,7 @@ class MoCoTask(ContrastiveTask):
             yield view_a, view_b, int(torch.randint(2**62, (), generator=generator))
 
     def loss(self, model: MoCoModel, batch, device: torch.device) -> torch.Tensor:
-        view_a, view_b = to_views(batch, device)
+        view_a, view_b = to_views(batch, device, self.loading.precision)
         model.update_key_encoder()  # with the query after the last step, as MoCo's forward does
         q = model.query(view_a)
         order = torch.randperm(len(view_b), generator=torch.Generator().manual_seed(batch[2])).to(device)
@@ -153,7 +153,7 @@ class MoCoTask(ContrastiveTask):
         the keys come from the whole global batch with its BatchNorm shuffled across ranks, the
         queue takes every rank's keys, and the rank's loss is over its own queries, so the
         ranks' average is the one-process loss of the global batch."""
-        view_a, view_b = to_views(batch, device)
+        view_a, view_b = to_views(batch, device, self.loading.precision)
         moco = unwrap(model)
         moco.update_key_encoder()
         q = model(view_a)  # the query encoder through DDP, which all-reduces its gradients
@@ -180,7 +180,7 @@ class MoCoTask(ContrastiveTask):
         generator = torch.Generator().manual_seed(EVALUATION_SEED)  # the same queue every round
         queue = F.normalize(torch.randn(self.queue_size, self.projection_dim, generator=generator), dim=1).to(device)
         for view_a, view_b in batches:
-            with autocast(device):
+            with autocast(device, self.loading.precision):
                 q, k = model.query(view_a), model.key(view_b)
             yield queue_contrastive_hits(q, k, queue), 1.0 / (1 + self.queue_size)
             # the newest K entries, as MoCo's pointer leaves them (which slot holds which is immaterial)

@@ -44,7 +44,7 @@ class SimCLRTask(ContrastiveTask):
         return model.projector
 
     def loss(self, model: nn.Module, batch, device: torch.device) -> torch.Tensor:
-        view_a, view_b = to_views(batch, device)
+        view_a, view_b = to_views(batch, device, self.loading.precision)
         # one forward over both views: batch norm sees all 2n images, as in simCLR
         z_a, z_b = model(torch.cat([view_a, view_b])).chunk(2)
         return nt_xent(z_a, z_b, self.temperature)
@@ -54,7 +54,7 @@ class SimCLRTask(ContrastiveTask):
         rank (simCLR's multi-device training). Each rank computes the same global loss; the
         gathered projections send each rank N times its share's gradient, which DDP's average
         over the N ranks turns back into the one-process gradient."""
-        view_a, view_b = to_views(batch, device)
+        view_a, view_b = to_views(batch, device, self.loading.precision)
         z_a, z_b = model(torch.cat([view_a, view_b])).chunk(2)
         return nt_xent(parallel.gather(z_a), parallel.gather(z_b), self.temperature)
 
