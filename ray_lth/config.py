@@ -170,11 +170,12 @@ class ImpConfig:
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule={schedule!r} is not allowed; choose one of {sorted(SCHEDULES)}")
         train = schedule_for(schedule, **overrides)
-        # a transferred ticket's fine-tune (a fixed mask, no pruning) at the authors' fine-tune batch,
-        # unless the config names its batch (ticket_batch_size=None keeps the schedule's)
-        fine_tune = values.get("mask_file") and int(values.get("rounds", cls.rounds)) == 0
-        if fine_tune and train.ticket_batch_size and "batch_size" not in overrides:
-            train = replace(train, batch_size=train.ticket_batch_size)
+        # a fine-tune (rounds=0: no pruning), dense or under a transferred ticket, at the batch of the
+        # authors' fine-tune script, so that a ticket and the dense fine-tune it is judged against
+        # train alike; unless the config names its batch (fine_tune_batch_size=None: the schedule's)
+        fine_tune = int(values.get("rounds", cls.rounds)) == 0
+        if fine_tune and train.fine_tune_batch_size and "batch_size" not in overrides:
+            train = replace(train, batch_size=train.fine_tune_batch_size)
         return cls(**values, train=train)
 
     def to_dict(self) -> dict:

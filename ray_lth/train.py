@@ -44,9 +44,9 @@ class TrainHparams:
     # the lr of the backbone's parameters relative to the head's (the authors' DeepLab trains its
     # backbone at 0.1x); the task names which parameters are its backbone (backbone_parameters)
     backbone_lr_factor: float = 1.0
-    # the batch of a transferred-ticket fine-tune (a config with mask_file and rounds=0), where the
-    # authors' fine-tune script uses another than their IMP script (main_eval_downstream.py: 128)
-    ticket_batch_size: Optional[int] = None
+    # the batch of a fine-tune (a config with rounds=0, dense or under a transferred ticket), where
+    # the authors' fine-tune script uses another than their IMP script (main_eval_downstream.py: 128)
+    fine_tune_batch_size: Optional[int] = None
     # "fp32" as the authors; "bf16": autocast to bfloat16 and channels-last on a GPU (device.py)
     precision: str = "fp32"
 
@@ -74,8 +74,8 @@ class TrainHparams:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if not self.backbone_lr_factor > 0:
             raise ValueError(f"backbone_lr_factor must be > 0, got {self.backbone_lr_factor}")
-        if self.ticket_batch_size is not None and self.ticket_batch_size < 1:
-            raise ValueError(f"ticket_batch_size must be >= 1 (or None: the batch_size), got {self.ticket_batch_size}")
+        if self.fine_tune_batch_size is not None and self.fine_tune_batch_size < 1:
+            raise ValueError(f"fine_tune_batch_size must be >= 1 (or None: the batch_size), got {self.fine_tune_batch_size}")
         check_precision(self.precision)
         if self.warmup_iters and self.warmup_epochs:
             raise ValueError(f"give the warm-up in iterations or in epochs, not both (warmup_iters={self.warmup_iters}, "
@@ -110,7 +110,7 @@ def lr_factor(hparams: TrainHparams, iteration: int, iterations_per_epoch: int) 
 # Table 1 of the paper, per task; "embedded" is this project's small CPU default. The 32-px
 # classification rows warm up linearly over their first epoch, as the authors' main_imp_downstream.py
 # (--warmup 1: lr·(i+1)/steps in epoch 0, then MultiStepLR), which Table 1 does not list. A
-# transferred ticket's fine-tune runs at the authors' fine-tune batch (ticket_batch_size):
+# fine-tune (rounds=0: a transferred ticket, or the dense fine-tune it is judged against) runs at the authors' fine-tune batch (fine_tune_batch_size):
 # main_eval_downstream.py's 128 for the 32-px tasks, main_eval_visda.py's 64 for VisDA-2017.
 SCHEDULES: Dict[str, TrainHparams] = {
     # supervised ImageNet IMP (m_Img): 10 epochs a round at a fixed 1e-4, as the authors' main_imp_imagenet.py
@@ -118,15 +118,15 @@ SCHEDULES: Dict[str, TrainHparams] = {
     "simclr": TrainHparams(epochs=10, batch_size=256, lr=1e-4, weight_decay=1e-4),
     "moco": TrainHparams(epochs=10, batch_size=256, lr=3e-4, weight_decay=1e-4),
     "cifar10": TrainHparams(epochs=182, batch_size=256, lr=0.1, weight_decay=2e-4, milestones=(91, 136),
-                           warmup_epochs=1, ticket_batch_size=128),
+                           warmup_epochs=1, fine_tune_batch_size=128),
     "cifar100": TrainHparams(epochs=182, batch_size=256, lr=0.1, weight_decay=2e-4, milestones=(91, 136),
-                            warmup_epochs=1, ticket_batch_size=128),
+                            warmup_epochs=1, fine_tune_batch_size=128),
     "svhn": TrainHparams(epochs=182, batch_size=256, lr=0.1, weight_decay=2e-4, milestones=(91, 136),
-                        warmup_epochs=1, ticket_batch_size=128),
+                        warmup_epochs=1, fine_tune_batch_size=128),
     "fashion_mnist": TrainHparams(epochs=182, batch_size=256, lr=0.1, weight_decay=2e-4, milestones=(91, 136),
-                                 warmup_epochs=1, ticket_batch_size=128),
+                                 warmup_epochs=1, fine_tune_batch_size=128),
     "visda2017": TrainHparams(epochs=20, batch_size=128, lr=1e-3, weight_decay=5e-4, milestones=(10,),
-                              ticket_batch_size=64),
+                              fine_tune_batch_size=64),
     "embedded": TrainHparams(epochs=4, batch_size=64, lr=0.05, weight_decay=5e-4, milestones=(3,)),
     # Table 1's simCLR / MoCo rows in the embedded default's size: SGD, fixed LR, wd 1e-4; a larger
     # LR than 1e-4 because the embedded projection head starts untrained and rounds are 2 epochs

@@ -10,7 +10,7 @@ over the first epoch, as their --warmup 1. Every round runs (patience none), as 
 `--set normalize=none` for a converted simCLR checkpoint that expects [0, 1] inputs. A
 transferred ticket (e.g. m_Img from pretrain_imagenet): `--set rounds=0 --set
 mask_file=<experiment>/<trial>/trajectory/mask_round_KK.rlthmask --set mask_label=m_Img-rKK`
-fine-tunes at batch 128, as the authors' main_eval_downstream.py (the schedule's ticket_batch_size)."""
+fine-tunes at batch 128, as the authors' main_eval_downstream.py (the schedule's fine_tune_batch_size)."""
 
 from ray_lth.spaces import SweepSpace
 

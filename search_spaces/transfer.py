@@ -5,7 +5,8 @@ as each exists, next to the dense fine-tune of each task; 3 seeds (upstream seed
 ticket of downstream seed s). With --data-root, name real tasks instead, e.g.
 --set downstream=... is not supported: edit `downstream` below (cifar10, cifar100, svhn,
 fashion_mnist, visda2017 with their Table 1 schedules); their tickets then fine-tune at the authors'
-fine-tune batch (ticket_batch_size: 128, VisDA-2017 64), the dense fine-tunes at the schedule's."""
+fine-tune batch (fine_tune_batch_size: 128, VisDA-2017 64), as do the dense fine-tunes they are
+judged against."""
 
 from ray_lth.transfer import TransferSpace
 

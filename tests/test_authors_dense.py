@@ -199,12 +199,13 @@ def test_transferred_tickets_fine_tune_at_the_authors_eval_batch(tmp_path):
     assert ImpConfig.from_dict(_ticket_config(tmp_path, task="visda2017")).train.batch_size == 64
     for name in ("cifar100", "svhn", "fashion_mnist"):
         assert ImpConfig.from_dict(_ticket_config(tmp_path, task=name)).train.batch_size == 128
-    # IMP (rounds > 0) and the dense fine-tune (no mask) keep the IMP batch; a named batch wins
+    # IMP (rounds > 0) keeps the IMP batch; the dense fine-tune a ticket is judged against (no
+    # mask, rounds=0) trains at the ticket's batch; a named batch wins
     assert ImpConfig.from_dict({**_ticket_config(tmp_path), "rounds": 2}).train.batch_size == 256
     dense = {k: v for k, v in _ticket_config(tmp_path).items() if k != "mask_file"}
-    assert ImpConfig.from_dict(dense).train.batch_size == 256
+    assert ImpConfig.from_dict(dense).train.batch_size == 128
     assert ImpConfig.from_dict(_ticket_config(tmp_path, batch_size=256)).train.batch_size == 256
-    assert ImpConfig.from_dict(_ticket_config(tmp_path, ticket_batch_size=None)).train.batch_size == 256
+    assert ImpConfig.from_dict(_ticket_config(tmp_path, fine_tune_batch_size=None)).train.batch_size == 256
 
 
 def test_precision_is_fp32_by_default_and_bf16_is_opt_in():
