@@ -20,7 +20,7 @@ from .tasks import CLASSIFICATION_TASKS, TASKS, check_task_options, task_options
 from .tasks.validation_split import TRAIN_IMAGES
 from .train import SCHEDULES, TRAIN_FIELDS, TrainHparams, schedule_for
 from .storage import is_file
-from .weights import WEIGHTS_FORMATS, file_format
+from .weights import WEIGHTS_FORMATS, WeightsError, file_format
 
 DATA_PARALLEL_TASKS = CLASSIFICATION_TASKS + ("simclr", "moco")  # the tasks whose rounds may span workers
 
@@ -187,5 +187,9 @@ def _weights_trained_on_task(entry, values: Mapping[str, Any]) -> bool:
     if entry.weights_trained_on_it:
         return True
     # a bad format or a missing file is refused by __post_init__, naming the field
-    return (entry.pretext_format is not None and weights_format in WEIGHTS_FORMATS and is_file(weights)
-            and file_format(weights, weights_format) == entry.pretext_format)
+    if entry.pretext_format is None or weights_format not in WEIGHTS_FORMATS or not is_file(weights):
+        return False
+    try:
+        return file_format(weights, weights_format) == entry.pretext_format
+    except WeightsError as error:  # an unreadable file, named as the preflight names it
+        raise ValueError(f"weights: {error}") from None

@@ -92,6 +92,9 @@ def test_which_files_make_round_0_score_theta_p_and_train_dense_keeps_a_trained_
     # the named way back to a trained dense round 0
     assert _config("simclr", tmp_path / "simclr.pth", train_dense=True).train_dense
     assert _config("moco", tmp_path / "moco.pth.tar", train_dense=True).train_dense
+    (tmp_path / "garbage.pth").write_bytes(b"\x00 not a torch file" * 8)  # refused by the field's name
+    with pytest.raises(ValueError, match=r"^weights: .*garbage.pth: not a readable torch weights file"):
+        _config("simclr", tmp_path / "garbage.pth")
 
 
 def test_the_pruning_set_is_the_authors_every_conv_but_conv1_no_linear_layer():
