@@ -20,7 +20,7 @@ from .tasks import CLASSIFICATION_TASKS, TASKS, check_task_options, task_options
 from .tasks.validation_split import TRAIN_IMAGES
 from .train import SCHEDULES, TRAIN_FIELDS, TrainHparams, schedule_for
 from .storage import is_file
-from .weights import WEIGHTS_FORMATS
+from .weights import WEIGHTS_FORMATS, WeightsError, file_format
 
 DATA_PARALLEL_TASKS = CLASSIFICATION_TASKS + ("simclr", "moco")  # the tasks whose rounds may span workers
 
@@ -43,7 +43,9 @@ class ImpConfig:
     # validation score on val_images training images held out (None: the task's default size)
     selection: str = "last"
     # round 0 trains the dense network; False where θ_p *is* that network, trained on this very
-    # task (supervised ImageNet IMP): round 0 evaluates θ_p and prunes it, as main_imp_imagenet.py
+    # task (supervised ImageNet IMP, a MoCo v2 file on moco, a simCLR file on simclr): round 0
+    # evaluates θ_p and prunes it, as the authors' IMP scripts. from_dict decides it from the file
+    # (_weights_trained_on_task) unless given; train_dense=True trains a dense round 0 regardless
     train_dense: bool = True
     val_images: Optional[int] = None
     mask_file: Optional[str] = None  # a transferred ticket: round 0 trains under this mask, not dense
@@ -161,12 +163,8 @@ class ImpConfig:
         schedule = values.setdefault("schedule", TASKS.get(task).schedule if task in TASKS.names() else "embedded")
         if task in TASKS.names():
             values.setdefault("selection", TASKS.get(task).selection)
-            entry = TASKS.get(task)
-            own_file = entry.weights_trained_on_it or (
-                entry.pretext_format is not None and values.get("weights_format") == entry.pretext_format)
-            trained_by_weights = own_file and values.get("weights") \
-                and values.get("rewind", cls.rewind) == "pretrained" and not values.get("mask_file")
-            values.setdefault("train_dense", not trained_by_weights)
+            if "train_dense" not in values:  # read θ_p's format only where the config leaves it open
+                values["train_dense"] = not _weights_trained_on_task(TASKS.get(task), values)
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule={schedule!r} is not allowed; choose one of {sorted(SCHEDULES)}")
         train = schedule_for(schedule, **overrides)
@@ -185,3 +183,23 @@ class ImpConfig:
     def sparsity_after(self, round_index: int) -> float:
         """The nominal sparsity of round k: 1 - (1 - prune_fraction)^k."""
         return 1.0 - (1.0 - self.prune_fraction) ** round_index
+
+
+def _weights_trained_on_task(entry, values: Mapping[str, Any]) -> bool:
+    """Whether θ_p, rewound to in every round, is already the dense network trained on the task,
+    so that round 0 scores it untrained and the first mask prunes its own magnitudes: the task
+    its file was trained on (supervised ImageNet), or a file whose format (under
+    weights_format=auto: detected from its keys) is the task's pretext format, a MoCo v2 file on
+    moco or a simCLR file on simclr (main_moco_imp.py, SimCLR/main.py prune θ_p before training)."""
+    weights, weights_format = values.get("weights"), values.get("weights_format", ImpConfig.weights_format)
+    if not weights or values.get("rewind", ImpConfig.rewind) != "pretrained" or values.get("mask_file"):
+        return False
+    if entry.weights_trained_on_it:
+        return True
+    # a bad format or a missing file is refused by __post_init__, naming the field
+    if entry.pretext_format is None or weights_format not in WEIGHTS_FORMATS or not is_file(weights):
+        return False
+    try:
+        return file_format(weights, weights_format) == entry.pretext_format
+    except WeightsError as error:  # an unreadable file, named as the preflight names it
+        raise ValueError(f"weights: {error}") from None

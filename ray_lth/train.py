@@ -9,7 +9,11 @@ step, with one fused op instead of two.
 
 The optimizer is plain SGD with momentum (Table 1: "SGD with 0.9 momentum"), without Nesterov, as
 the authors' IMP scripts (``main_imp_downstream.py``, ``main_imp_imagenet.py``) build it; their
-only Nesterov SGD is simCLR's linear evaluation, which this project does not run.
+only Nesterov SGD is simCLR's linear evaluation, which this project does not run. Their simCLR IMP
+(``SimCLR/args.py``) uses LARS instead (``optimizer="lars"``, the ``simclr`` schedule), whose step
+is a per-layer multiple of the same g + wd·w, so pruned weights stay zero there too. One
+difference: their pruned weights live on in ``weight_orig`` (torch.nn.utils.prune) and count in
+LARS's ‖w‖; here they are zeros, so a sparse layer's trust ratio is its unpruned weights' own.
 """
 
 import math
@@ -49,6 +53,7 @@ class TrainHparams:
     fine_tune_batch_size: Optional[int] = None
     # "fp32" as the authors; "bf16": autocast to bfloat16 and channels-last on a GPU (device.py)
     precision: str = "fp32"
+    optimizer: str = "sgd"  # "sgd", or "lars" (the authors' simCLR IMP, see OPTIMIZERS)
 
     def __post_init__(self):
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
@@ -64,6 +69,8 @@ class TrainHparams:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if any(not 0 < m < self.epochs for m in self.milestones):
             raise ValueError(f"milestones must lie in (0, epochs={self.epochs}), got {list(self.milestones)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r} is not allowed; choose one of {sorted(OPTIMIZERS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule={self.lr_schedule!r} is not allowed; choose one of {list(LR_SCHEDULES)}")
         if not 0 <= self.min_lr <= self.lr:
@@ -86,6 +93,25 @@ class TrainHparams:
 
 
 LR_SCHEDULES = ("step", "cosine", "poly")
+
+
+def _lars(params, hparams: "TrainHparams") -> torch.optim.Optimizer:
+    """LARS as the authors' SimCLR/optimizer/lars.py: every parameter (BN and biases included)
+    steps by lr · η‖w‖ / (‖g‖ + wd‖w‖) · (g + wd·w) through momentum, η = 1e-3, the ratio 1 where
+    ‖w‖ or ‖g‖ is 0. timm's Lars computes that with eps=0 and always_adapt (also at wd 0); its
+    momentum holds the update before the lr, theirs after: the same steps at a fixed lr."""
+    from timm.optim import Lars  # imported on use: timm loads its model zoo on import
+
+    return Lars(params, lr=hparams.lr, momentum=hparams.momentum, weight_decay=hparams.weight_decay,
+                trust_coeff=1e-3, eps=0.0, always_adapt=True)
+
+
+# the optimizer of a round: Table 1's SGD with momentum, or simCLR's LARS (as the authors' code)
+OPTIMIZERS: Dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "sgd": lambda params, hparams: torch.optim.SGD(params, lr=hparams.lr, momentum=hparams.momentum,
+                                                   weight_decay=hparams.weight_decay),
+    "lars": _lars,
+}
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainHparams))
 
 
@@ -115,7 +141,9 @@ def lr_factor(hparams: TrainHparams, iteration: int, iterations_per_epoch: int) 
 SCHEDULES: Dict[str, TrainHparams] = {
     # supervised ImageNet IMP (m_Img): 10 epochs a round at a fixed 1e-4, as the authors' main_imp_imagenet.py
     "imagenet": TrainHparams(epochs=10, batch_size=256, lr=1e-4, weight_decay=1e-4),
-    "simclr": TrainHparams(epochs=10, batch_size=256, lr=1e-4, weight_decay=1e-4),
+    # simCLR IMP as the authors' SimCLR/args.py runs it: LARS, fixed lr 1e-4, wd 1e-6 (Table 1
+    # says SGD, wd 1e-4: optimizer=sgd weight_decay=1e-4)
+    "simclr": TrainHparams(epochs=10, batch_size=256, lr=1e-4, weight_decay=1e-6, optimizer="lars"),
     "moco": TrainHparams(epochs=10, batch_size=256, lr=3e-4, weight_decay=1e-4),
     "cifar10": TrainHparams(epochs=182, batch_size=256, lr=0.1, weight_decay=2e-4, milestones=(91, 136),
                            warmup_epochs=1, fine_tune_batch_size=128),
@@ -247,8 +275,7 @@ def train_masked(
     masked = None if is_dense(mask) else MaskedParameters(masked_module or model, mask)
     if masked is not None:
         masked.apply_to_weights()
-    optimizer = torch.optim.SGD(parameter_groups(model, task, hparams), lr=hparams.lr, momentum=hparams.momentum,
-                                weight_decay=hparams.weight_decay)
+    optimizer = OPTIMIZERS[hparams.optimizer](parameter_groups(model, task, hparams), hparams)
     per_epoch = max(1, task.batches_per_epoch(hparams.batch_size))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(hparams, it, per_epoch))
     iteration = 0

@@ -105,6 +105,19 @@ def read_state_dict(path, weights_format: str = "auto") -> Tuple[Dict[str, torch
     return dict(state), found
 
 
+def file_format(path, weights_format: str = "auto") -> str:
+    """The format ``read_state_dict`` reads ``path`` as: ``weights_format`` itself, or under
+    ``auto`` the one the file's keys show (read once more, without building a model)."""
+    if weights_format not in WEIGHTS_FORMATS:
+        raise WeightsError(f"weights_format must be one of {list(WEIGHTS_FORMATS)}, got {weights_format!r}")
+    if weights_format != "auto":
+        return weights_format
+    obj = load_weights_only(path)
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{_shown(path)}: expected a state dict (a mapping), found {type(obj).__name__}")
+    return _detect_format(obj)
+
+
 def load_pretrained(model: nn.Module, path, heads: Iterable[str], weights_format: str = "auto",
                     load_heads: bool = False, not_from_weights: Iterable[Tuple[str, str]] = ()) -> str:
     """Load θ_p from ``path`` into ``model``. Returns the format found.

@@ -8,9 +8,11 @@ momentum 0.99 (few steps a round), 5 rounds, 3 seeds, every round run.
 Paper scale, from local files: --weights <θ_MoCo, moco_v2_800ep_pretrain.pth.tar>
 --data-root <dir with imagenet/train, imagenet/val> --set model=resnet50 --set dataset=imagenet
 --set image_size=224 --set schedule=moco --set queue_size=65536 --set key_momentum=0.999
---set rounds=18 --set weights_format=moco --gpus-per-trial 1
-(weights_format=moco: θ_p is this task's trained dense network, so round 0 scores it untrained
-and the first mask prunes its magnitudes, as the authors' IMP script)."""
+--set rounds=18 --gpus-per-trial 1.
+A MoCo v2 file (detected by its module.encoder_q.* keys under the default weights_format=auto) is
+θ_p trained on this very task, so round 0 scores it untrained and the first mask prunes its own
+magnitudes, as the authors' main_moco_imp.py; --set train_dense=True trains a dense round 0 first.
+The embedded θ_p (torchvision format, pre-trained on shapes classification) trains round 0."""
 
 from ray_lth.spaces import SweepSpace
 

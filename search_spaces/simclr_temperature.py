@@ -7,7 +7,9 @@ seed 0; cached), downstream is digits; half a CPU per trial. Give a ticket with
 --gpus-per-trial 0.25 (four trials share a GPU). Paper scale: --weights <θ_sim> --data-root DIR
 --set mask_file=... --set model=resnet50 --set dataset=imagenet --set image_size=224
 --set schedule=simclr --set normalize=none --set downstream_task=cifar100
---set downstream_schedule=cifar100 --set downstream_image_size=32."""
+--set downstream_schedule=cifar100 --set downstream_image_size=32.
+The simCLR rounds use the authors' loss (loss=authors, SimCLR/utils.py): their code has no
+temperature flag, so Table 2's runs can only have changed t in that same nt_xent."""
 
 from ray_lth.ablation import TABLE2_TEMPERATURES, TemperatureAblationSpace
 
@@ -15,7 +17,8 @@ from ray_lth.ablation import TABLE2_TEMPERATURES, TemperatureAblationSpace
 def space() -> TemperatureAblationSpace:
     return TemperatureAblationSpace(
         description=__doc__,
-        upstream=dict(model="resnet20", schedule="simclr_embedded", train_images=2048, eval_images=512),
+        upstream=dict(model="resnet20", schedule="simclr_embedded", train_images=2048, eval_images=512,
+                      loss="authors"),
         downstream=dict(task="digits", schedule="embedded"),
         temperatures=list(TABLE2_TEMPERATURES),
         seeds=[0],

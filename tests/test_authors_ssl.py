@@ -1,16 +1,227 @@
-"""The self-supervised tasks compute what the paper's code (VITA-Group/CV_LTH_Pre-training,
-SimCLR/ and MoCo/) computes, each checked against a reference written out here."""
+"""The simCLR and MoCo v2 pre-training tasks as the authors' code computes them (issue 19), each
+pinned against a reference written here from their code: SimCLR/main.py, SimCLR/pruning.py,
+SimCLR/optimizer/lars.py, SimCLR/args.py, SimCLR/utils.py, MoCo/main_moco_imp.py."""
+
+import math
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
+from ray_lth.config import ImpConfig
+from ray_lth.imp import run_trajectory
 from ray_lth.models import build_model, get_model_spec
+from ray_lth.models.prunable import prunable_parameter_names
 from ray_lth.spaces import load_space
 from ray_lth.tasks import build_task
 from ray_lth.tasks.ssl.contrastive import augmentation
+from ray_lth.tasks.ssl.losses import nt_xent, nt_xent_authors
 from ray_lth.tasks.ssl.retrieval import contrastive_hits, queue_contrastive_hits
 from ray_lth.tasks.ssl.views import evaluation_view_batches
+from ray_lth.train import OPTIMIZERS, SCHEDULES, TrainHparams, train_masked
+
+
+# ---- items 1 and 7: round 0 prunes θ_p untrained when the file was pre-trained on the task ----
+# (wt-round0: simCLR / MoCo round order, the pruning set)
+
+SSL = dict(model="resnet8", rounds=1, epochs=1, lr=0.02, device="cpu", prune_fraction=0.2, rewind="pretrained",
+           train_images=64, eval_images=64, retrieval_batch_size=32, batch_size=32, projection_dim=16)
+SSL_TASKS = {"simclr": dict(task="simclr"), "moco": dict(task="moco", queue_size=96, key_momentum=0.9)}
+
+
+def _backbone(seed):
+    torch.manual_seed(seed)
+    return {k: v for k, v in build_model("resnet8", 10).state_dict().items() if not k.startswith("fc.")}
+
+
+def _simclr_file(path, seed=11):
+    """simclr-converter's layout: torchvision keys (the linear-eval fc included) under 'state_dict'."""
+    backbone = _backbone(seed)
+    torch.save({"state_dict": {**backbone, "fc.weight": torch.randn(10, 64), "fc.bias": torch.zeros(10)}}, path)
+    return backbone
+
+
+def _moco_v2_file(path, seed=12):
+    """main_moco.py's layout: encoder_q (with its MLP head), encoder_k, queue under DataParallel's 'module.'."""
+    backbone = _backbone(seed)
+    query = {**backbone, "fc.0.weight": torch.randn(64, 64), "fc.0.bias": torch.randn(64),
+             "fc.2.weight": torch.randn(16, 64), "fc.2.bias": torch.randn(16)}
+    state = {f"module.encoder_q.{k}": v for k, v in query.items()}
+    state.update({f"module.encoder_k.{k}": v + 0.01 for k, v in query.items() if v.is_floating_point()})
+    state.update({"module.queue": torch.randn(16, 96), "module.queue_ptr": torch.zeros(1, dtype=torch.long)})
+    torch.save({"epoch": 800, "arch": "resnet8", "state_dict": state, "optimizer": {}}, path)
+    return backbone
+
+
+def _config(task, weights, **values):
+    return ImpConfig.from_dict({**SSL, **SSL_TASKS[task], "weights": str(weights), **values})
+
+
+def _authors_first_mask(theta_p, fraction):
+    """SimCLR/pruning.py's first mask: global L1 over every Conv2d weight but the stem's conv1,
+    the smallest ``fraction`` pruned; as a threshold found by sorting θ_p's magnitudes."""
+    model = build_model("resnet8", 10)
+    convs = [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d) and name != "conv1"]
+    weights = {f"{name}.weight": theta_p[f"{name}.weight"] for name in convs}
+    magnitudes = torch.cat([w.abs().flatten() for w in weights.values()]).sort().values
+    threshold = magnitudes[round(fraction * len(magnitudes)) - 1]
+    return {name: w.abs() > threshold for name, w in weights.items()}
+
+
+@pytest.mark.parametrize("task, write", [("simclr", _simclr_file), ("moco", _moco_v2_file)])
+def test_a_file_pretrained_on_the_task_is_pruned_before_any_training_under_weights_format_auto(task, write, tmp_path):
+    theta_p = write(tmp_path / "theta_p.pth")
+    config = _config(task, tmp_path / "theta_p.pth")  # weights_format: the default, auto
+    round_0, round_1 = list(run_trajectory(config))
+    assert (round_0.record.metrics["iterations"], round_0.record.epochs) == (0, 0)
+    expected = _authors_first_mask(theta_p, 0.2)
+    assert sorted(round_0.state.mask) == sorted(expected)
+    for name, keep in expected.items():
+        assert torch.equal(round_0.state.mask[name], keep), name
+    assert round_1.record.metrics["iterations"] > 0 and round_1.record.epochs == 1
+    assert (config.weights_format, config.train_dense) == ("auto", False)
+
+
+def test_which_files_make_round_0_score_theta_p_and_train_dense_keeps_a_trained_dense_round(tmp_path, resnet8_weights):
+    _simclr_file(tmp_path / "simclr.pth")
+    _moco_v2_file(tmp_path / "moco.pth.tar")
+    assert not _config("simclr", tmp_path / "simclr.pth", weights_format="simclr").train_dense
+    assert not _config("moco", tmp_path / "moco.pth.tar", weights_format="moco").train_dense
+    # another task's file, or θ_p of a supervised task (torchvision format): round 0 trains
+    assert _config("simclr", tmp_path / "moco.pth.tar").train_dense
+    assert _config("moco", tmp_path / "simclr.pth").train_dense
+    assert _config("simclr", resnet8_weights).train_dense
+    # the named way back to a trained dense round 0
+    assert _config("simclr", tmp_path / "simclr.pth", train_dense=True).train_dense
+    assert _config("moco", tmp_path / "moco.pth.tar", train_dense=True).train_dense
+    (tmp_path / "garbage.pth").write_bytes(b"\x00 not a torch file" * 8)  # refused by the field's name
+    with pytest.raises(ValueError, match=r"^weights: .*garbage.pth: not a readable torch weights file"):
+        _config("simclr", tmp_path / "garbage.pth")
+
+
+def test_the_pruning_set_is_the_authors_every_conv_but_conv1_no_linear_layer():
+    """SimCLR/pruning.py (and MoCo/utils.py with conv1=False) prune nn.Conv2d weights but the one
+    named conv1, downsample convs included; no Linear (their projection head fc.fc1/fc.fc2)."""
+    model = build_model("resnet50", 1000)
+    authors = [f"{name}.weight" for name, module in model.named_modules()
+               if isinstance(module, nn.Conv2d) and name != "conv1"]
+    assert prunable_parameter_names(model, get_model_spec("resnet50").never_pruned) == authors
+    assert "layer1.0.downsample.0.weight" in authors
+
+
+# ---- item 2: LARS, as the authors' SimCLR/optimizer/lars.py with SimCLR/args.py's settings ----
+
+def _authors_lars(params, grads_per_step, lr, momentum, weight_decay, eta=1e-3):
+    """Their step, per parameter tensor (no exclusion of BN or biases): local = η‖w‖/(‖g‖ + wd‖w‖)
+    (1 where either norm < 1e-15); buf = m·buf + lr·local·(g + wd·w); w -= buf."""
+    params = [np.array(p, dtype=np.float64) for p in params]
+    buffers = [np.zeros_like(p) for p in params]
+    for grads in grads_per_step:
+        for i, g in enumerate(grads):
+            w_norm, g_norm = np.linalg.norm(params[i]), np.linalg.norm(g)
+            local = eta * w_norm / (g_norm + weight_decay * w_norm) if min(w_norm, g_norm) >= 1e-15 else 1.0
+            buffers[i] = momentum * buffers[i] + lr * local * (g + weight_decay * params[i])
+            params[i] = params[i] - buffers[i]
+    return params
+
+
+def test_lars_takes_the_authors_steps_bn_and_biases_included():
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=5)]  # conv-like, bias/BN-like, no grad
+    grads = [[rng.normal(size=(3, 4)), rng.normal(size=4) * 0.1, np.zeros(5)] for _ in range(3)]
+    hparams = TrainHparams(epochs=1, batch_size=1, lr=0.5, momentum=0.9, weight_decay=0.05, optimizer="lars")
+    params = [nn.Parameter(torch.tensor(p, dtype=torch.float64)) for p in start]
+    optimizer = OPTIMIZERS["lars"](params, hparams)
+    for step in grads:
+        for p, g in zip(params, step):
+            p.grad = torch.tensor(g, dtype=torch.float64)
+        optimizer.step()
+    expected = _authors_lars(start, grads, lr=0.5, momentum=0.9, weight_decay=0.05)
+    for p, e in zip(params, expected):
+        np.testing.assert_allclose(p.detach().numpy(), e, rtol=1e-12, atol=1e-14)
+    # the trust ratio mattered: plain SGD with the same settings lands elsewhere
+    assert not np.allclose(expected[0], start[0] - 0.5 * (grads[0][0] + 0.05 * start[0]), atol=1e-3)
+
+
+def test_the_simclr_schedule_is_the_authors_lars_and_sgd_stays_a_choice():
+    simclr = SCHEDULES["simclr"]
+    assert (simclr.optimizer, simclr.lr, simclr.weight_decay, simclr.momentum) == ("lars", 1e-4, 1e-6, 0.9)
+    assert (simclr.lr_schedule, simclr.milestones, simclr.warmup_iters, simclr.warmup_epochs) == ("step", (), 0, 0)
+    table_1 = ImpConfig.from_dict({"task": "simclr", "schedule": "simclr", "optimizer": "sgd", "weight_decay": 1e-4,
+                                   "rewind": "init"})
+    assert (table_1.train.optimizer, table_1.train.weight_decay) == ("sgd", 1e-4)
+    with pytest.raises(ValueError, match=r"optimizer='adam' is not allowed; choose one of \['lars', 'sgd'\]"):
+        ImpConfig.from_dict({"task": "simclr", "optimizer": "adam", "rewind": "init"})
+
+
+class _Regression:
+    """A task of fixed random batches for a linear model: enough for train_masked."""
+
+    def __init__(self):
+        generator = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(32, 6, generator=generator), torch.randn(32, 3, generator=generator)
+
+    def batches_per_epoch(self, batch_size):
+        return len(self.x) // batch_size
+
+    def train_batches(self, batch_size, generator):
+        return [(self.x[i:i + batch_size], self.y[i:i + batch_size]) for i in range(0, len(self.x), batch_size)]
+
+    def loss(self, model, batch, device):
+        return nn.functional.mse_loss(model(batch[0]), batch[1])
+
+
+def test_masked_training_with_lars_keeps_pruned_weights_zero_and_moves_the_rest():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 3))
+    keep = torch.rand(3, 6) > 0.5
+    before = model[0].weight.detach().clone()
+    hparams = TrainHparams(epochs=3, batch_size=8, lr=1.0, weight_decay=1e-2, optimizer="lars")
+    train_masked(model, _Regression(), hparams, {"0.weight": keep}, torch.device("cpu"), torch.Generator())
+    weight = model[0].weight.detach()
+    assert torch.all(weight[~keep] == 0)
+    assert torch.all(weight[keep] != before[keep])
+
+
+# ---- item 5: the authors' simCLR loss, -log of the mean positive ratio ----
+
+def _authors_loss(z_a, z_b, t):
+    """SimCLR/utils.py nt_xent on their interleaved batch (view a, view b of image 0, then of 1 ...):
+    ratio_j = exp(s(pos_j, j)/t) / (Σ_i exp(s(i, j)/t) - exp(1/t)); loss = -log(mean_j ratio_j)."""
+    x = np.empty((2 * len(z_a), z_a.shape[1]))
+    x[0::2], x[1::2] = z_a, z_b
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    e = np.exp(x @ x.T / (norms * norms.T) / t)
+    partner = np.arange(len(x)) ^ 1  # 0<->1, 2<->3, ...
+    ratios = e[partner, np.arange(len(x))] / (e.sum(axis=0) - math.exp(1 / t))
+    return -math.log(ratios.mean())
+
+
+@pytest.mark.parametrize("t", [0.1, 0.5, 2.0])
+def test_the_authors_loss_matches_their_formula_and_differs_from_nt_xent(t):
+    rng = np.random.default_rng(1)
+    z_a, z_b = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    z_b[:3] = z_a[:3] + 0.1 * rng.normal(size=(3, 5))  # some positives close, some not
+    expected = _authors_loss(z_a, z_b, t)
+    ours = nt_xent_authors(torch.tensor(z_a), torch.tensor(z_b), t).item()
+    assert ours == pytest.approx(expected, rel=1e-5)
+    assert abs(nt_xent(torch.tensor(z_a), torch.tensor(z_b), t).item() - expected) > 1e-2
+
+
+def test_the_simclr_task_trains_with_the_loss_option_and_the_paper_spaces_choose_the_authors():
+    task = build_task("simclr", image_size=8, train_images=8, eval_images=8, loss="authors")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+    view_a, view_b = torch.rand(5, 3, 8, 8), torch.rand(5, 3, 8, 8)
+    with torch.no_grad():
+        z_a, z_b = model(view_a).double().numpy(), model(view_b).double().numpy()
+        loss = task.loss(model, (view_a, view_b), torch.device("cpu")).item()
+    assert loss == pytest.approx(_authors_loss(z_a, z_b, 0.5), rel=1e-5)
+    with pytest.raises(ValueError, match=r"loss='infonce' is not allowed; choose one of \['authors', 'nt_xent'\]"):
+        ImpConfig.from_dict({"task": "simclr", "loss": "infonce", "rewind": "init"})
+    assert load_space("pretrain_simclr").fixed["loss"] == "authors"
+    assert load_space("simclr_temperature").upstream["loss"] == "authors"
 
 
 # --- issue 19, items 3, 4 and 8: the simCLR metric, the simCLR augmentation, the MoCo metric ---

@@ -1,7 +1,8 @@
 """The paper's spaces end to end at toy size, through the real file formats (issue 12's dry run).
 
-`launchers/sweep.py --space paper_cifar | pretrain_imagenet | pretrain_moco` runs on the CPU with
-a torchvision-format ResNet-50 θ_p, a MoCo v2 checkpoint, CIFAR-10 as `cifar-10-batches-py/`
+`launchers/sweep.py --space paper_cifar | pretrain_imagenet | pretrain_moco | pretrain_simclr` runs on
+the CPU with a torchvision-format ResNet-50 θ_p, a MoCo v2 checkpoint, a converted simCLR
+checkpoint, CIFAR-10 as `cifar-10-batches-py/`
 pickles and ImageNet as an ImageFolder of JPEGs, all written here. Checked from what the sweep
 leaves on disk: results.csv, every round's mask, the report, the keys of θ_p loaded and skipped
 (the trials' log), the CIFAR stem, each round's start state (its recorded SHA-256 against θ_p's
@@ -16,8 +17,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
-from paper_files import write_cifar10, write_imagenet_folder, write_moco_v2_checkpoint, write_torchvision_resnet50
+from paper_files import (write_cifar10, write_imagenet_folder, write_moco_v2_checkpoint, write_simclr_converted,
+                         write_torchvision_resnet50)
 from ray_lth.config import ImpConfig
 from ray_lth.imp import rebuilt_rewind_state
 from ray_lth.masks import load_mask
@@ -34,6 +37,7 @@ def paper_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper")
     theta_p = write_torchvision_resnet50(root / "resnet50-theta_img.pth")
     write_moco_v2_checkpoint(root / "moco_v2_800ep_pretrain.pth.tar", queue_size=4096)
+    write_simclr_converted(root / "resnet50-1x-simclr.pth")
     write_cifar10(root / "data", n_train=60, n_test=40)
     write_imagenet_folder(root / "data", classes=1000, train_per_class=1, val_per_class=1, size=36)
     return root, theta_p
@@ -77,6 +81,25 @@ def _check_every_round_started_from_the_rewind_state(folder, records):
         expected = {k: (v * mask[k].to(v.dtype) if k in mask else v) for k, v in rewind.items()}
         assert record["start_digest"] == state_digest(expected), f"round {record['round']} of {folder}"
     return rewind
+
+
+def _check_round_0_scores_theta_p_and_prunes_it(folder, records, theta_p):
+    """The authors' order (SimCLR/main.py, main_moco_imp.py prune θ_p before training): round 0
+    trains nothing, and the first mask is θ_p's own global magnitude mask over every conv but
+    conv1 at 20 %, by a threshold found by sorting (entries equal to it may go either way)."""
+    assert (records[0]["metrics"]["iterations"], records[0]["epochs"]) == (0, 0)
+    assert all(r["metrics"]["iterations"] > 0 for r in records[1:])
+    convs = [f"{name}.weight" for name, module in build_model("resnet50", 1000).named_modules()
+             if isinstance(module, nn.Conv2d) and name != "conv1"]
+    magnitudes = torch.cat([theta_p[k].abs().flatten() for k in convs]).sort().values
+    pruned = round(0.2 * len(magnitudes))
+    threshold = magnitudes[pruned - 1]
+    mask = load_mask(folder / "mask_round_01.rlthmask")
+    assert sorted(mask) == sorted(convs)
+    assert sum(int((~mask[k]).sum()) for k in convs) == pruned
+    for k in convs:
+        differs = mask[k] != (theta_p[k].abs() > threshold)
+        assert torch.all(theta_p[k].abs()[differs] == threshold), k
 
 
 def test_paper_cifar_runs_resnet50_cifar_from_a_torchvision_file_on_cifar10_pickles(ray_cluster, paper_files, tmp_path):
@@ -134,9 +157,30 @@ def test_pretrain_moco_loads_the_checkpoints_mlp_as_its_projection_head(ray_clus
     assert "heads from the file: projection head" in log
     rows = _rows(tmp_path / "pretrain_moco")
     assert sorted((int(r["seed"]), int(r["round"])) for r in rows) == [(s, k) for s in (0, 1) for k in range(3)]
+    encoder_q = {k[len("module.encoder_q."):]: v for k, v in checkpoint.items() if k.startswith("module.encoder_q.")}
     for folder, records in _trajectories(tmp_path / "pretrain_moco"):
+        _check_round_0_scores_theta_p_and_prunes_it(folder, records, encoder_q)  # weights_format: auto
         assert len({r["start_digest"] for r in records}) == 3  # each round its own mask, from one rewind state
         rewind = _rewind_state(folder)
         head = {k: v for k, v in rewind.items() if k.startswith("wrapper.") and k.endswith(("0.weight", "2.weight"))}
         file_head = [checkpoint["module.encoder_q.fc.0.weight"], checkpoint["module.encoder_q.fc.2.weight"]]
         assert sum(any(torch.equal(v, w) for w in file_head) for v in head.values()) >= 2, sorted(head)
+
+
+def test_pretrain_simclr_from_a_converted_simclr_file_prunes_theta_p_first_with_lars_and_the_authors_loss(
+        ray_cluster, paper_files, tmp_path):
+    files, _ = paper_files
+    theta_p = torch.load(files / "resnet50-1x-simclr.pth", weights_only=True)["state_dict"]
+    log = _sweep(ray_cluster, tmp_path, "pretrain_simclr", "--weights", str(files / "resnet50-1x-simclr.pth"),
+                 "--data-root", str(files / "data"), "--set", "model=resnet50", "--set", "dataset=imagenet",
+                 "--set", "image_size=32", "--set", "schedule=simclr", "--set", "normalize=none",
+                 "--set", "epochs=1", "--set", "rounds=2", "--set", "seed=0", "--set", "train_images=64",
+                 "--set", "eval_images=64", "--set", "batch_size=32")
+    assert "(simclr format), task simclr: heads from the file: none; new: projection head" in log
+    (folder, records), = _trajectories(tmp_path / "pretrain_simclr")
+    config = ImpConfig.from_dict(json.loads((folder.parent / "params.json").read_text()))
+    assert (config.weights_format, config.train_dense) == ("auto", False)
+    assert (config.train.optimizer, config.train.weight_decay, config.task_options["loss"]) == ("lars", 1e-6, "authors")
+    _check_round_0_scores_theta_p_and_prunes_it(folder, records, theta_p)
+    rewind = _check_every_round_started_from_the_rewind_state(folder, records)
+    assert all(torch.equal(rewind[k], theta_p[k]) for k in theta_p if not k.startswith("fc."))

@@ -128,8 +128,9 @@ def test_a_moco_v2_files_mlp_is_the_moco_tasks_projection_head_and_the_key_encod
         tmp_path, round_starts, capsys):
     starts, _ = round_starts
     backbone, head = _moco_v2_file(tmp_path / "moco_v2.pth.tar")
+    # train_dense: round 0 trains from the loaded heads (by default a MoCo file on moco is only scored)
     config = _config("moco", rewind="pretrained", weights=str(tmp_path / "moco_v2.pth.tar"), projection_dim=16,
-                     rounds=1)
+                     rounds=1, train_dense=True)
     results = list(run_trajectory(config))
     assert "heads from the file: projection head, key encoder; new: queue" in capsys.readouterr().err
     start = starts[0]
@@ -168,7 +169,7 @@ def test_a_simclr_file_with_a_projection_head_loads_it_and_one_without_keeps_a_n
     torch.save({"state_dict": backbone}, tmp_path / "converted.pth")  # simclr-converter: fc is a linear classifier
     for name in ("with_head", "converted"):
         list(run_trajectory(_config("simclr", rewind="pretrained", weights=str(tmp_path / f"{name}.pth"),
-                                    weights_format="simclr", projection_dim=16, rounds=0)))
+                                    weights_format="simclr", projection_dim=16, rounds=0, train_dense=True)))
     logs = capsys.readouterr().err
     assert "heads from the file: projection head; new: none" in logs
     assert "heads from the file: none; new: projection head" in logs
@@ -233,15 +234,16 @@ def test_reinit_draws_every_round_anew_heads_included(resnet8_weights, round_sta
 
 def test_a_moco_file_on_its_own_task_is_the_dense_network_round_0_prunes_it_untrained(tmp_path, round_starts):
     """As the authors' main_moco_imp.py: the first mask is 20 % global magnitude
-    pruning of θ_p itself, before any training; round 1 trains from θ_p under that mask. Only with
-    weights_format naming the file's pretext task; 'auto' keeps the trained dense round."""
+    pruning of θ_p itself, before any training; round 1 trains from θ_p under that mask. The file's
+    format, named or detected under 'auto', decides; train_dense=True keeps a trained dense round."""
     from ray_lth.models import get_model_spec, prunable_parameters
 
     starts, _ = round_starts
     backbone, _ = _moco_v2_file(tmp_path / "moco_v2.pth.tar")
     values = dict(rewind="pretrained", weights=str(tmp_path / "moco_v2.pth.tar"), projection_dim=16, rounds=1,
                   prune_fraction=0.2)
-    assert _config("moco", **values).train_dense  # weights_format=auto: the file may not be MoCo's
+    assert not _config("moco", **values).train_dense  # weights_format=auto detects the MoCo v2 file
+    assert _config("moco", **values, train_dense=True).train_dense
     assert _config("simclr", **values, weights_format="moco").train_dense  # a MoCo file on simCLR: trains
     config = _config("moco", **values, weights_format="moco")
     assert not config.train_dense

@@ -36,9 +36,10 @@ class TaskEntry:
     # own head γ_p and is loaded with the backbone (every other task gets a new head), and θ_p is
     # already the trained dense network, so round 0 evaluates it instead of training it again
     weights_trained_on_it: bool = False
-    # the weights format pre-trained on this very task (a MoCo v2 file on the moco task): with
-    # weights_format set to it, θ_p is likewise the trained dense network and round 0 only scores
-    # it; the authors' main_moco_imp.py and SimCLR/main.py prune θ_p before any training
+    # the weights format pre-trained on this very task (a MoCo v2 file on the moco task): a file
+    # of that format (given, or detected under weights_format=auto) is likewise the trained dense
+    # network and round 0 only scores it; the authors' main_moco_imp.py and SimCLR/main.py prune
+    # θ_p before any training
     pretext_format: Optional[str] = None
     # (options) -> what the task reads under data_root, relative, a folder ending in "/"; checked
     # before Ray starts (``check_data``). None: the task reads no files (embedded data)

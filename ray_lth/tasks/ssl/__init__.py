@@ -9,7 +9,7 @@ from .retrieval import retrieval_top1
 from .simclr import SIMCLR_OPTIONS, SimCLRTask, build_simclr, check_simclr_options
 
 register_task("simclr", build_simclr, options=SIMCLR_OPTIONS, schedule="simclr", check=check_simclr_options,
-              data_files=lambda options: required_files(options["dataset"]))
+              pretext_format="simclr", data_files=lambda options: required_files(options["dataset"]))
 register_task("moco", build_moco, options=MOCO_OPTIONS, schedule="moco", check=check_moco_options,
               pretext_format="moco", data_files=lambda options: required_files(options["dataset"]))
 
