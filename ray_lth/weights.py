@@ -17,6 +17,7 @@ MLP; a simCLR file's, where it has one) is γ_p for the file's own pre-training 
 ``read_projection_head`` returns it for that task to load.
 """
 
+import functools
 import hashlib
 import io
 import pickle
@@ -112,6 +113,13 @@ def file_format(path, weights_format: str = "auto") -> str:
         raise WeightsError(f"weights_format must be one of {list(WEIGHTS_FORMATS)}, got {weights_format!r}")
     if weights_format != "auto":
         return weights_format
+    # a sweep builds a config per trial from the same θ_p: read it once (a changed local file is re-read)
+    stamp = None if is_uri(str(path)) else (lambda st: (st.st_size, st.st_mtime_ns))(Path(path).stat())
+    return _detected_format(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _detected_format(path: str, stamp) -> str:
     obj = load_weights_only(path)
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{_shown(path)}: expected a state dict (a mapping), found {type(obj).__name__}")

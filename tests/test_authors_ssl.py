@@ -330,7 +330,7 @@ AUTHORS_SIMCLR_VIEWS = [
 
 def test_simclr_paper_space_makes_views_as_the_authors_code_without_blur(tmp_path):
     weights = tmp_path / "theta_sim.pt"
-    weights.touch()
+    torch.save(build_model("resnet20", 10).state_dict(), weights)  # read for its format, not loaded here
     # the space's paper-scale --set line (its docstring)
     space = load_space("pretrain_simclr").with_overrides(dict(weights=str(weights), image_size=224, normalize="none"))
     config = space.validate()[0]
