@@ -319,21 +319,24 @@ def _write_report(experiment: Path, compare: Sequence[Path], shown: str, compare
     matching_rows = []
     for s in series:
         best = matching_boundary(s.points, s.band)
+        # what the rounds restored from the rewind point (rewind.py); a results.csv written before has no column
+        scopes = {r.get("rewind_scope") or "all" for r in all_rows[s.experiment] if r["group"] in s.groups}
         matching_rows.append({"series": s.label, "groups": " ".join(s.groups), "task": s.task, "model": s.model,
-                              "kind": s.kind,
+                              "kind": s.kind, "rewind_scope": ", ".join(sorted(scopes)),
                               "seeds": s.band.seeds if s.band else 0,
                               "dense_mean": s.band.mean if s.band else None, "dense_std": s.band.std if s.band else None,
                               "max_matching_sparsity": best.sparsity if best else None,
                               "round": best.round if best else None, "metric_there": best.mean if best else None})
     _write_csv(out / "max_matching.csv", matching_rows)
     tables.append("## Maximum matching sparsity\n\nLargest sparsity whose mean over every seed is ≥ dense mean − std "
-                  "(footnote 7); `round` is the IMP round (for transferred tickets, the upstream round).\n\n" +
+                  "(footnote 7); `round` is the IMP round (for transferred tickets, the upstream round); "
+                  "`rewind_scope`: what rounds restored from the rewind point, the rest carried over trained.\n\n" +
                   _markdown_table([{**r, "dense %": f"{_pct(r['dense_mean'])} ± {_pct(r['dense_std'])}",
                                     "max matching sparsity %": _pct(r["max_matching_sparsity"]),
                                     "metric there %": _pct(r["metric_there"]),
                                     "round": "—" if r["round"] is None else r["round"]} for r in matching_rows],
-                                  ["series", "task", "seeds", "dense %", "max matching sparsity %", "round",
-                                   "metric there %"]))
+                                  ["series", "task", "rewind_scope", "seeds", "dense %", "max matching sparsity %",
+                                   "round", "metric there %"]))
 
     if plan is not None and plan.dense_groups:
         from ..transfer import transfer_verdicts
