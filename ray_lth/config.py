@@ -119,11 +119,12 @@ class ImpConfig:
         """The task's rewind scope and optimizer carry-over where the config names none; a scope
         that cannot apply is refused naming the field."""
         entry = TASKS.get(self.task)
+        fresh = self.rewind == "reinit"  # every round draws the whole model anew: by default nothing carries over
         if self.rewind_scope is None:
-            applies = self.rewind != "reinit" and (entry.rewind_scope != "weights_file" or self.weights)
+            applies = not fresh and (entry.rewind_scope != "weights_file" or self.weights)
             object.__setattr__(self, "rewind_scope", entry.rewind_scope if applies else "all")
         if self.carry_optimizer is None:
-            object.__setattr__(self, "carry_optimizer", entry.carry_optimizer)
+            object.__setattr__(self, "carry_optimizer", entry.carry_optimizer and not fresh)
         if self.rewind_scope not in REWIND_SCOPES:
             raise ValueError(f"rewind_scope={self.rewind_scope!r} is not allowed; choose one of {sorted(REWIND_SCOPES)}")
         if not isinstance(self.carry_optimizer, bool):

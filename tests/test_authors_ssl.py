@@ -92,8 +92,8 @@ def test_ssl_tasks_rewind_what_theta_p_holds_and_carry_the_momentum_by_default(r
         assert config.to_dict()["rewind_scope"] == "weights_file"  # what a sweep's rows record
         # nothing to hold without a file, and a fresh draw every round carries nothing: the whole model
         assert ImpConfig.from_dict({**CARRY_SSL, "task": task, "rewind": "init"}).rewind_scope == "all"
-        assert ImpConfig.from_dict({**CARRY_SSL, "task": task, "rewind": "reinit",
-                                    "weights": str(resnet8_weights)}).rewind_scope == "all"
+        reinit = ImpConfig.from_dict({**CARRY_SSL, "task": task, "rewind": "reinit", "weights": str(resnet8_weights)})
+        assert (reinit.rewind_scope, reinit.carry_optimizer) == ("all", False)
     digits = ImpConfig.from_dict({"model": "resnet8", "task": "digits", "weights": str(resnet8_weights)})
     assert (digits.rewind_scope, digits.carry_optimizer) == ("all", False)
     with pytest.raises(ValueError, match=r"rewind_scope='everything' is not allowed; choose one of "
