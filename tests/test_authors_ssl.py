@@ -9,6 +9,7 @@ import ray_lth.imp as imp
 from ray_lth.config import ImpConfig
 from ray_lth.imp import run_trajectory
 from ray_lth.models import build_model
+from ray_lth.tasks import build_task
 from ray_lth.trajectory_state import TrajectoryState
 
 
@@ -173,3 +174,24 @@ def test_a_resumed_moco_trajectory_goes_on_with_the_carried_state_of_its_checkpo
                                                                                    "carried_round_03.pt"]
     with pytest.raises(ValueError, match=r"carried_round_01.pt: the state this round carries over .* unreadable"):
         TrajectoryState.load(tmp_path / "trajectory", next_round=1)
+
+
+def test_data_parallel_moco_rounds_carry_the_same_state_as_one_process(ray_cluster, resnet8_weights, tmp_path):
+    """Rounds over 2 Ray Train workers hand back what the next round carries over (rank 0's), and
+    the workers start the next round from it: round 1's start, as rank 0 recorded it, is the one a
+    single process restores from the same trajectory state."""
+    import pyarrow.fs as pafs
+
+    from ray_lth.tune.data_parallel import DataParallelRounds, WorkerResources
+
+    values = {**CARRY_SSL, "task": "moco", "weights": str(resnet8_weights), "queue_size": 64, "key_momentum": 0.9,
+              "shuffle_bn_splits": 4, "train_images": 128}
+    runner = DataParallelRounds(WorkerResources(1, 0), pafs.LocalFileSystem(), str(tmp_path / "rounds"))
+    round_0, round_1 = run_trajectory(ImpConfig.from_dict({**values, "workers_per_trial": 2}), round_runner=runner)
+    carried = round_0.state.carried
+    assert carried is not None and carried.optimizer["state"]  # the momentum came back from the workers
+    assert {"wrapper.queue", "wrapper.queue_pointer", "wrapper.query.projector.0.weight"} <= set(carried.entries)
+    config = ImpConfig.from_dict(values)
+    task = build_task(config.task, config.data_root, config.image_size, **config.task_options)
+    one_process = imp.train_round(config, task, 1, round_0.state, torch.device("cpu"))
+    assert round_1.record.start_digest == one_process.start_digest
