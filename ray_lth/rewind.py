@@ -102,8 +102,8 @@ def carry_over(trained: Mapping[str, torch.Tensor], restored: Optional[Collectio
     restore, and the optimizer's state where the task keeps it; None when it takes nothing."""
     if restored is None and optimizer is None:
         return None
-    entries = {} if restored is None else {k: v for k, v in trained.items() if k not in set(restored)}
-    return CarriedState(entries, optimizer)
+    restored = set(trained if restored is None else restored)
+    return CarriedState({k: v for k, v in trained.items() if k not in restored}, optimizer)
 
 
 @torch.no_grad()
