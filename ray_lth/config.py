@@ -14,7 +14,7 @@ from .distributed import check_global_batch
 from .models import MODELS
 from .perturbation import MASK_PERTURBATIONS
 from .pruning import PRUNING_METHODS
-from .rewind import REWIND_POINTS
+from .rewind import REWIND_POINTS, REWIND_SCOPES
 from .selection import SELECTIONS
 from .tasks import CLASSIFICATION_TASKS, TASKS, check_task_options, task_options
 from .tasks.validation_split import TRAIN_IMAGES
@@ -33,6 +33,12 @@ class ImpConfig:
     weights_format: str = "auto"
     rewind: str = "pretrained"
     rewind_fraction: float = 0.05  # k of θ_k%, used by rewind="early"
+    # what rounds after the first restore from the rewind point, the rest carrying over trained from
+    # the round before (rewind.py): all, weights_file (what θ_p holds) or pruned (the prunable
+    # weights); None: the task's own (TaskEntry.rewind_scope), "all" where it cannot apply
+    rewind_scope: Optional[str] = None
+    # the optimizer's state (momentum) goes on from round to round; None: the task's own (TaskEntry)
+    carry_optimizer: Optional[bool] = None
     pruning: str = "global"
     prune_fraction: float = 0.2  # of the *remaining* weights, per round
     rounds: int = 10  # pruning rounds after the dense round 0 (rounds 0..rounds are trained)
@@ -73,6 +79,7 @@ class ImpConfig:
         allowed("task", self.task, TASKS.names())
         allowed("weights_format", self.weights_format, WEIGHTS_FORMATS)
         allowed("rewind", self.rewind, REWIND_POINTS)
+        self._resolve_carry_over()
         allowed("pruning", self.pruning, PRUNING_METHODS)
         allowed("schedule", self.schedule, SCHEDULES)
         allowed("selection", self.selection, SELECTIONS)
@@ -112,6 +119,27 @@ class ImpConfig:
                              f"backbone's parameters; leave backbone_lr_factor at 1.0")
         object.__setattr__(self, "task_options", check_task_options(self.task, self.task_options))
         self._check_data_parallel()
+
+    def _resolve_carry_over(self) -> None:
+        """The task's rewind scope and optimizer carry-over where the config names none; a scope
+        that cannot apply is refused naming the field."""
+        entry = TASKS.get(self.task)
+        fresh = self.rewind == "reinit"  # every round draws the whole model anew: by default nothing carries over
+        if self.rewind_scope is None:
+            applies = not fresh and (entry.rewind_scope != "weights_file" or self.weights)
+            object.__setattr__(self, "rewind_scope", entry.rewind_scope if applies else "all")
+        if self.carry_optimizer is None:
+            object.__setattr__(self, "carry_optimizer", entry.carry_optimizer and not fresh)
+        if self.rewind_scope not in REWIND_SCOPES:
+            raise ValueError(f"rewind_scope={self.rewind_scope!r} is not allowed; choose one of {sorted(REWIND_SCOPES)}")
+        if not isinstance(self.carry_optimizer, bool):
+            raise ValueError(f"carry_optimizer must be true or false, got {self.carry_optimizer!r}")
+        if self.rewind_scope == "weights_file" and not self.weights:
+            raise ValueError("rewind_scope='weights_file' restores the entries the θ_p file holds: give weights=<file>, "
+                             "or choose rewind_scope 'all' or 'pruned'")
+        if self.rewind == "reinit" and self.rewind_scope != "all":
+            raise ValueError(f"rewind='reinit' draws the whole model afresh every round: rewind_scope must be 'all', "
+                             f"got {self.rewind_scope!r}")
 
     def _check_data_parallel(self) -> None:
         workers = self.workers_per_trial

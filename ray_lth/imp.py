@@ -7,11 +7,12 @@ checkpoint for the sweep). Every random draw of round k comes from a generator s
 (seed, k), so a resumed trajectory reproduces the uninterrupted one without storing RNG state.
 """
 
+import copy
 import functools
 import sys
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -21,12 +22,13 @@ from .masks import check_compatible, load_mask, mask_digest, ones_mask, sparsity
 from .models import build_model, get_model_spec, prunable_parameters
 from .perturbation import perturb_mask
 from .pruning import prune
-from .rewind import apply_mask, capture_state, check_state_keys, early_rewind_iteration, restore_state, state_digest
+from .rewind import (WRAPPER_PREFIX, CarriedState, apply_mask, capture_state, carry_over, check_state_keys,
+                     early_rewind_iteration, restore_state, restored_keys, state_digest)
 from .selection import epoch_selection
 from .tasks import TASKS, build_task, load_pretrained_heads, task_loading, wrap_for_training
 from .train import train_masked
 from .trajectory_state import REWIND_FILE, RewindReference, RoundRecord, TrajectoryState
-from .weights import load_pretrained, load_weights_only
+from .weights import keys_from_weights, load_pretrained, load_weights_only
 
 
 @dataclass
@@ -58,6 +60,12 @@ def load_theta_p(model, spec, task_name: str, path, weights_format: str) -> str:
                            not_from_weights=spec.not_from_weights)
 
 
+def theta_p_keys(model, spec, task_name: str):
+    """The entries of ``model`` that ``load_theta_p`` fills from the file."""
+    return keys_from_weights(model.state_dict(), spec.heads, TASKS.get(task_name).weights_trained_on_it,
+                             spec.not_from_weights)
+
+
 def start_backbone(config: ImpConfig, num_outputs: int):
     """Round 0's backbone before training: θ_0 as drawn for (seed, round 0), θ_p loaded into it
     where weights are given. Returns (spec, model, the weights format found or None)."""
@@ -66,22 +74,28 @@ def start_backbone(config: ImpConfig, num_outputs: int):
     return spec, model, found
 
 
-def start_state(config: ImpConfig, task) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
-    """Round 0's whole model before training and the backbone's prunable weights: θ_p (or θ_0)
+def start_state(config: ImpConfig, task) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor], Optional[List[str]]]:
+    """Round 0's whole model before training, the backbone's prunable weights, and the entries
+    later rounds restore from the rewind point (``config.rewind_scope``; None: all): θ_p (or θ_0)
     with the heads γ as round 0 draws them (the same draws as run_trajectory's round 0), or loads
     them from the file; or ``rewind_file``'s θ_k%. What a trajectory starts from, and what a
     resumed one rebuilds instead of reading a saved copy."""
     spec, model, found = start_backbone(config, task.num_outputs)
     trained_model = wrap_for_training(task, model, spec)
+    head_modules = []
     if config.weights:
-        print(load_pretrained_heads(task, trained_model, spec, config.weights, config.weights_format, found),
-              file=sys.stderr, flush=True)
+        line, head_modules = load_pretrained_heads(task, trained_model, spec, config.weights, config.weights_format,
+                                                   found)
+        print(line, file=sys.stderr, flush=True)
     rewind_state = capture_state(model, trained_model)
+    from_file = (theta_p_keys(model, spec, config.task) if config.weights else []) + [
+        key for key in rewind_state if any(key.startswith(f"{WRAPPER_PREFIX}{module}.") for module in head_modules)]
     if config.rewind_file:
         # the θ_k% of the trajectory that found mask_file: a perturbed mask restarts where it did
         rewind_state = load_weights_only(config.rewind_file, "rewind_file")
         check_state_keys(rewind_state, model, trained_model, f"rewind_file {config.rewind_file}")
-    return rewind_state, prunable_parameters(model, spec.never_pruned)
+    prunable = prunable_parameters(model, spec.never_pruned)
+    return rewind_state, prunable, restored_keys(config.rewind_scope, prunable, from_file)
 
 
 def rebuilt_rewind_state(config: ImpConfig, task, reference: RewindReference) -> Dict[str, torch.Tensor]:
@@ -119,7 +133,7 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
     task = task or build_task(config.task, config.data_root, config.image_size, loading,
                               val_images=config.val_images, **config.task_options)
     if state is None:
-        rewind_state, prunable = start_state(config, task)
+        rewind_state, prunable, restored = start_state(config, task)
         first_mask = ones_mask(prunable)
         if config.mask_file:
             first_mask = load_mask(config.mask_file)
@@ -131,7 +145,7 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
         reference = RewindReference.of(rewind_state, "file" if config.rewind_file else "recompute", task.num_outputs,
                                        config.rewind_file or config.weights)
         state = TrajectoryState(next_round=0, mask=first_mask, round_mask=first_mask, rewind_state=rewind_state,
-                                rewind=reference)
+                                rewind=reference, restored_keys=restored)
     elif state.rewind_state is None and state.next_round <= config.rounds:
         # saved by reference (θ_p file or θ_0 seed, rewind_file): rebuilt as round 0 built it, verified
         state = replace(state, rewind_state=rebuilt_rewind_state(config, task, state.rewind))
@@ -161,7 +175,8 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
         next_mask = prune(config.pruning, trained_round.trained, mask, config.prune_fraction,
                           round_generator(config.seed, round_index, _PRUNE))
         state = TrajectoryState(next_round=round_index + 1, mask=next_mask, round_mask=mask,
-                                rewind_state=rewind_state, rewind=rewind, records=list(records))
+                                rewind_state=rewind_state, rewind=rewind, records=list(records),
+                                restored_keys=state.restored_keys, carried=trained_round.carried)
         yield RoundResult(record, state)
 
 
@@ -173,6 +188,7 @@ class TrainedRound:
     trained: Dict[str, torch.Tensor]  # the prunable weights after training: what pruning ranks
     rewind_state: Dict[str, torch.Tensor]  # what later rounds restart from: θ_k% once round 0 captured it
     start_digest: str  # state_digest of the whole model as the round started
+    carried: Optional[CarriedState] = None  # what the next round takes over from this one's end
 
 
 def train_round(config: ImpConfig, task, round_index: int, state: TrajectoryState, device: torch.device,
@@ -191,14 +207,18 @@ def train_round(config: ImpConfig, task, round_index: int, state: TrajectoryStat
     if round_index > 0 and config.rewind == "reinit":
         apply_mask(model, mask, trained_model)  # this round's own fresh random init, heads included
     else:
-        # every round restarts from the whole model at the rewind point (Algorithm 1's
-        # (θ_p, γ_p)); round 0 from θ_p or θ_0, held as the rewind state until θ_k% replaces it
-        restore_state(model, state.rewind_state, mask, trained_model)
+        # every round restarts from the model at the rewind point (Algorithm 1's (θ_p, γ_p)) but
+        # for what it carries over from the last round (rewind_scope); round 0 from θ_p or θ_0,
+        # held as the rewind state until θ_k% replaces it
+        restore_state(model, state.rewind_state, mask, trained_model, state.carried and state.carried.entries)
     start_digest = state_digest(capture_state(model, trained_model))
     prepare_model(trained_model, device, config.train.precision)
     scores = distributed is None or distributed.is_main
 
     rewind_state = state.rewind_state
+    optimizer_state = None  # for train_masked, where the momentum goes on from round to round
+    if config.carry_optimizer:  # a copy: training updates the buffers it loads in place
+        optimizer_state = copy.deepcopy(state.carried.optimizer or {}) if state.carried else {}
     step_hook = None
     if round_index == 0 and config.rewind == "early" and not config.rewind_file:
         capture_at = early_rewind_iteration(config.train.epochs * task.batches_per_epoch(config.train.batch_size),
@@ -222,11 +242,13 @@ def train_round(config: ImpConfig, task, round_index: int, state: TrajectoryStat
         stats = train_masked(training_model, training_task, config.train, mask, device,
                              round_generator(config.seed, round_index, _DATA), step_hook, masked_module=model,
                              epoch_hook=None if selection is None else selection.after_epoch,
-                             progress=None if progress is None else functools.partial(progress, round_index))
+                             progress=None if progress is None else functools.partial(progress, round_index),
+                             optimizer_state=optimizer_state)
         if step_hook is not None:
             rewind_state = captured["state"]
         if distributed is not None:  # each rank's loss is its weighted share: their mean is the global loss
             stats["train_loss"] = distributed.mean_over_ranks(stats["train_loss"])
         metrics = {**(selection.round_metrics() if selection is not None else {}), **stats}
     trained = {name: p.detach() for name, p in prunable_parameters(model, spec.never_pruned).items()}
-    return TrainedRound(metrics, trained, rewind_state, start_digest)
+    carried = carry_over(capture_state(model, trained_model), state.restored_keys, optimizer_state)
+    return TrainedRound(metrics, trained, rewind_state, start_digest, carried)

@@ -12,16 +12,25 @@ The rewind state is the *whole* trained model: the backbone's state dict under i
 (the names the mask uses) plus, under ``wrapper.``, every entry of the task's wrapper that is not
 the backbone's (projection head, MoCo's key encoder and queue, detector and segmenter heads).
 A classification model is its own wrapper, so its state is the backbone's alone.
+
+A round after the first restores from the rewind state only the entries in the trajectory's
+``rewind_scope`` and takes the others, trained, from the round before (``CarriedState``), with the
+optimizer's momentum where the task keeps it: ``all`` the whole model (Algorithm 1); ``weights_file``
+the entries the θ_p file holds, as the authors' simCLR and MoCo IMP reload their checkpoint (a
+projection head the file lacks, MoCo's queue, keep training); ``pruned`` the prunable weights alone,
+as the authors' detection IMP (its neck, heads, batch norms and first conv go on from the last round).
 """
 
 import hashlib
 import math
-from typing import Dict, Mapping, Optional
+from dataclasses import dataclass
+from typing import Collection, Dict, List, Mapping, Optional
 
 import torch
 from torch import nn
 
 REWIND_POINTS = ("pretrained", "init", "early", "reinit")
+REWIND_SCOPES = ("all", "weights_file", "pruned")
 
 
 WRAPPER_PREFIX = "wrapper."
@@ -71,13 +80,44 @@ def check_state_keys(state: Mapping[str, torch.Tensor], backbone: nn.Module, wra
                          f"missing {_preview(missing)}; unexpected {_preview(unexpected)}; wrong shapes {_preview(wrong)}")
 
 
+@dataclass
+class CarriedState:
+    """What a round takes over, trained, from the round before instead of from the rewind point."""
+
+    entries: Dict[str, torch.Tensor]  # the entries out of the rewind scope, as the last round ended
+    optimizer: Optional[dict] = None  # the optimizer's state dict (momentum) then, where the task keeps it
+
+
+def restored_keys(scope: str, prunable: Collection[str], from_weights: Collection[str]) -> Optional[List[str]]:
+    """The entries of the rewind state that rounds after the first restore (None: all of them):
+    the prunable weights (``pruned``) or the entries the θ_p file filled (``weights_file``)."""
+    if scope not in REWIND_SCOPES:
+        raise ValueError(f"rewind_scope={scope!r} is not allowed; choose one of {list(REWIND_SCOPES)}")
+    return None if scope == "all" else sorted(prunable if scope == "pruned" else from_weights)
+
+
+def carry_over(trained: Mapping[str, torch.Tensor], restored: Optional[Collection[str]],
+               optimizer: Optional[dict]) -> Optional[CarriedState]:
+    """What the next round takes over from ``trained`` (a captured state): the entries it does not
+    restore, and the optimizer's state where the task keeps it; None when it takes nothing."""
+    if restored is None and optimizer is None:
+        return None
+    restored = set(trained if restored is None else restored)
+    return CarriedState({k: v for k, v in trained.items() if k not in restored}, optimizer)
+
+
 @torch.no_grad()
 def restore_state(backbone: nn.Module, state: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor],
-                  wrapper: Optional[nn.Module] = None) -> None:
-    """Load ``state`` into ``backbone`` and the ``wrapper``'s own entries, and zero the pruned
+                  wrapper: Optional[nn.Module] = None, carried: Optional[Mapping[str, torch.Tensor]] = None) -> None:
+    """Load ``state`` into ``backbone`` and the ``wrapper``'s own entries, except those ``carried``
+    holds (the last round's, out of the rewind scope), which come from it; then zero the pruned
     weights (in the backbone and in any copy of it the wrapper keeps, via its
     ``apply_backbone_mask``): every unpruned entry is bit-exact."""
     check_state_keys(state, backbone, wrapper, "the rewind state")
+    unknown = sorted(set(carried or {}) - set(state))
+    if unknown:
+        raise ValueError(f"the state carried from the last round holds entries this model lacks: {_preview(unknown)}")
+    state = {**state, **(carried or {})}
     backbone.load_state_dict(backbone_state(state))
     if wrapper is not None and wrapper is not backbone:
         own = {k[len(WRAPPER_PREFIX):]: v for k, v in state.items() if k.startswith(WRAPPER_PREFIX)}

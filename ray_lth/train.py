@@ -216,6 +216,15 @@ class MaskedParameters:
         torch._foreach_mul_(self.params, self.masks)
 
     @torch.no_grad()
+    def apply_to_momentum(self, optimizer: torch.optim.Optimizer) -> None:
+        """Zero the momentum of the pruned weights (carried from a round they were not yet pruned
+        in), so that they stay exactly zero."""
+        for p, m in zip(self.params, self.masks):
+            momentum = optimizer.state[p].get("momentum_buffer") if p in optimizer.state else None
+            if momentum is not None:
+                momentum.mul_(m)
+
+    @torch.no_grad()
     def mask_gradients(self) -> None:
         pairs = [(p.grad, m) for p, m in zip(self.params, self.masks) if p.grad is not None]
         if pairs:
@@ -262,6 +271,7 @@ def train_masked(
     masked_module: Optional[nn.Module] = None,
     epoch_hook: Optional[Callable[[int], None]] = None,
     progress: Optional["EpochProgress"] = None,
+    optimizer_state: Optional[dict] = None,
 ) -> Dict[str, float]:
     """Train ``model`` in place on ``task`` with the pruned weights held at zero.
 
@@ -271,6 +281,8 @@ def train_masked(
     (a detector around a pruned backbone); by default ``model`` itself.
     ``progress(epochs_done, epochs, epoch_loss, seconds)`` runs after every epoch (a sign of life
     in long rounds; the caller decides how often to show it).
+    ``optimizer_state``: given, training goes on from the optimizer state it holds (its momentum;
+    none when empty, the pruned weights' zeroed) and ends with the final state in it, on the CPU.
     """
     masked = None if is_dense(mask) else MaskedParameters(masked_module or model, mask)
     if masked is not None:
@@ -278,6 +290,10 @@ def train_masked(
     optimizer = OPTIMIZERS[hparams.optimizer](parameter_groups(model, task, hparams), hparams)
     per_epoch = max(1, task.batches_per_epoch(hparams.batch_size))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(hparams, it, per_epoch))
+    if optimizer_state:  # the hyperparameters stay this round's own: only the per-parameter state goes on
+        optimizer.load_state_dict({**optimizer_state, "param_groups": optimizer.state_dict()["param_groups"]})
+        if masked is not None:
+            masked.apply_to_momentum(optimizer)
     iteration = 0
     epoch_loss = float("nan")
     started = time.perf_counter()
@@ -305,4 +321,10 @@ def train_masked(
             epoch_hook(epoch)
         if progress is not None:
             progress(epoch + 1, hparams.epochs, epoch_loss, time.perf_counter() - started)
+    if optimizer_state is not None:
+        final = optimizer.state_dict()
+        final["state"] = {i: {k: v.detach().to("cpu", copy=True) if torch.is_tensor(v) else v for k, v in s.items()}
+                          for i, s in final["state"].items()}
+        optimizer_state.clear()
+        optimizer_state.update(final)
     return {"train_loss": epoch_loss, "iterations": iteration}

@@ -8,10 +8,16 @@ as round 0 built them, a ``rewind_file`` is read where the config names it, and 
 nothing else can reproduce, is written, once per trajectory. Each is verified by its digest
 when read back, so a resumed trajectory never restarts from other weights unnoticed.
 
-Folder layout: ``trajectory.json`` (next round, the rewind reference and the records),
-``mask_round_KK.rlthmask`` (the mask round KK trains under; a folder saved every round keeps all
-of them) and, for θ_k% only, ``rewind_state.pt``. A per-round checkpoint
-(``save_checkpoint``) holds ``trajectory.json`` and the next round's mask alone.
+What a round carries over, trained, from the round before (``rewind.CarriedState``: the entries
+out of the rewind scope, the optimizer's momentum) changes every round and nothing rebuilds it:
+it is written with every round, as ``carried_round_KK.pt`` (what round KK starts from).
+
+Folder layout: ``trajectory.json`` (next round, the rewind reference, the entries rounds restore
+and the records), ``mask_round_KK.rlthmask`` (the mask round KK trains under; a folder saved every
+round keeps all of them), ``carried_round_KK.pt`` where the trajectory carries state over (a
+folder saved every round keeps the newest two: enough to resume from the round before a damaged
+newest one) and, for θ_k% only, ``rewind_state.pt``. A per-round checkpoint (``save_checkpoint``)
+holds ``trajectory.json``, the next round's mask and what it carries over.
 """
 
 import hashlib
@@ -24,13 +30,14 @@ from typing import Dict, List, Optional, Union
 import torch
 
 from .masks import Mask, load_mask, save_mask
-from .rewind import backbone_state, state_digest
+from .rewind import CarriedState, backbone_state, state_digest
 from .storage import Location, location
 from .weights import file_sha256
 
 STATE_FILE = "trajectory.json"
 MASK_FILE = "mask_round_{:02d}.rlthmask"
 REWIND_FILE = "rewind_state.pt"  # θ_k% (rewind "early"); the name dependent trials pass as rewind_file
+CARRIED_FILE = "carried_round_{:02d}.pt"
 
 Folder = Union[str, Path, Location]
 
@@ -138,6 +145,9 @@ class TrajectoryState:
     rewind_state: Optional[Dict[str, torch.Tensor]]
     rewind: RewindReference
     records: List[RoundRecord] = field(default_factory=list)
+    # the entries rounds after the first restore from the rewind state (rewind.restored_keys); None: all
+    restored_keys: Optional[List[str]] = None
+    carried: Optional[CarriedState] = None  # what round ``next_round`` takes over from the last one
 
     def save(self, folder: Folder) -> Location:
         """Write the state into a trajectory folder; ``trajectory.json`` goes last and atomically,
@@ -153,16 +163,22 @@ class TrajectoryState:
             buffer = io.BytesIO()
             torch.save(self.rewind_state, buffer)
             (folder / self.rewind.path).write_bytes(buffer.getvalue())
-        return self.save_checkpoint(folder)
+        self.save_checkpoint(folder)
+        (folder / CARRIED_FILE.format(self.next_round - 2)).delete()  # the newest two stay
+        return folder
 
     def save_checkpoint(self, folder: Folder) -> Location:
-        """Write what a per-round checkpoint holds: ``trajectory.json`` and the mask round
-        ``next_round`` trains under; the rewind state only by reference (a captured θ_k% lives in
-        the trajectory folder ``save`` writes)."""
+        """Write what a per-round checkpoint holds: ``trajectory.json``, the mask round
+        ``next_round`` trains under and what it carries over; the rewind state only by reference (a
+        captured θ_k% lives in the trajectory folder ``save`` writes)."""
         folder = location(folder)
         save_mask(self.mask, folder / MASK_FILE.format(self.next_round), {"round": self.next_round})
-        state = {"next_round": self.next_round, "rewind": asdict(self.rewind),
-                 "records": [asdict(r) for r in self.records]}
+        if self.carried is not None:
+            buffer = io.BytesIO()
+            torch.save({"entries": self.carried.entries, "optimizer": self.carried.optimizer}, buffer)
+            (folder / CARRIED_FILE.format(self.next_round)).write_bytes(buffer.getvalue())
+        state = {"next_round": self.next_round, "rewind": asdict(self.rewind), "restored_keys": self.restored_keys,
+                 "carries": self.carried is not None, "records": [asdict(r) for r in self.records]}
         (folder / STATE_FILE).write_text(json.dumps(state, indent=1))
         return folder
 
@@ -193,6 +209,8 @@ class TrajectoryState:
             if "rewind" not in saved:
                 raise ValueError("no rewind reference: written by an older ray_lth, which saved the whole rewind state")
             rewind = RewindReference(**{f.name: saved["rewind"][f.name] for f in fields(RewindReference)})
+            # written before rounds carried state over: every round restored the whole model
+            restored, carries = saved.get("restored_keys"), saved.get("carries", False)
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{state_path}: unreadable trajectory state ({error})") from None
         round_mask_path = folder / MASK_FILE.format(next_round - 1)
@@ -203,4 +221,16 @@ class TrajectoryState:
             rewind_state=rewind.read(rewind_folder or folder) if rewind.kind == "captured" else None,
             rewind=rewind,
             records=[r for r in records if r.round < next_round],
+            restored_keys=restored,
+            carried=_read_carried(folder / CARRIED_FILE.format(next_round)) if carries else None,
         )
+
+
+def _read_carried(source: Location) -> CarriedState:
+    """A round's carried state, or a ValueError naming the file: nothing else can rebuild it."""
+    try:
+        saved = torch.load(io.BytesIO(source.read_bytes()), map_location="cpu", weights_only=True)
+        return CarriedState(saved["entries"], saved["optimizer"])
+    except Exception as error:  # missing, truncated, overwritten: torch raises many kinds (see RewindReference.read)
+        raise ValueError(f"{source}: the state this round carries over from the last one is unreadable "
+                         f"({type(error).__name__})") from None

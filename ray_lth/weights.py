@@ -23,7 +23,7 @@ import io
 import pickle
 import sys
 from pathlib import Path
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -137,11 +137,10 @@ def load_pretrained(model: nn.Module, path, heads: Iterable[str], weights_format
     state, found = read_state_dict(path, weights_format)
     path = _shown(path)
     heads = tuple(heads)
-    skipped = {} if load_heads else {h: "task head, new for this task" for h in heads}
-    skipped.update(dict(not_from_weights))
+    skipped = _skipped_modules(heads, load_heads, not_from_weights)
 
     def module_of(key: str):
-        return next((m for m in skipped if key == m or key.startswith(m + ".")), None)
+        return _module_of(key, skipped)
 
     backbone = {k: v for k, v in state.items() if module_of(k) is None}
     expected = {k: v for k, v in model.state_dict().items() if module_of(k) is None}
@@ -174,6 +173,26 @@ def load_pretrained(model: nn.Module, path, heads: Iterable[str], weights_format
     print(f"ray_lth: θ_p {Path(path).name} ({found}): {len(backbone)} keys loaded; "
           f"not loaded: {reasons or 'none'}", file=sys.stderr, flush=True)
     return found
+
+
+def keys_from_weights(keys: Iterable[str], heads: Iterable[str], load_heads: bool = False,
+                      not_from_weights: Iterable[Tuple[str, str]] = ()) -> List[str]:
+    """The model ``keys`` that ``load_pretrained`` fills from a file with these arguments: all but
+    the task heads (unless ``load_heads``) and the ``not_from_weights`` modules (it fills exactly
+    these, or refuses the file)."""
+    skipped = _skipped_modules(tuple(heads), load_heads, not_from_weights)
+    return [k for k in keys if _module_of(k, skipped) is None]
+
+
+def _skipped_modules(heads: Tuple[str, ...], load_heads: bool, not_from_weights) -> Dict[str, str]:
+    """module -> why ``load_pretrained`` leaves it as it is."""
+    skipped = {} if load_heads else {h: "task head, new for this task" for h in heads}
+    skipped.update(dict(not_from_weights))
+    return skipped
+
+
+def _module_of(key: str, modules) -> Optional[str]:
+    return next((m for m in modules if key == m or key.startswith(m + ".")), None)
 
 
 # a 2-layer MLP projection head in a file, as (first linear, second linear) prefixes: MoCo v2's

@@ -182,7 +182,7 @@ def _moco_rank(rank: int, world_size: int, folder: str) -> None:
     spec, model = _fresh_model(config, task.num_outputs, 0)
     trained_model = wrap_for_training(task, model, spec)
     start = SimpleNamespace(mask=ones_mask(prunable_parameters(model, get_model_spec(config.model).never_pruned)),
-                            rewind_state=capture_state(model, trained_model))
+                            rewind_state=capture_state(model, trained_model), restored_keys=None, carried=None)
     trained = train_round(config, task, 0, start, torch.device("cpu"), distributed=parallel)
     torch.save({"metrics": trained.metrics, "trained": trained.trained}, f"{folder}/moco{rank}.pt")
     dist.destroy_process_group()

@@ -75,7 +75,7 @@ def test_results_csv_carries_the_field_that_tells_the_arms_apart_in_every_row(tm
     for pruning in ("global", "random"):
         trial = FakeTrial(f"{pruning}-seed0", _config(pruning, 0))
         for k in range(2):
-            result = {"group": group_name(trial.config), "seed": 0, "round": k, "sparsity": 1 - 0.8**k,
+            result = {"group": group_name(trial.config), "seed": 0, "rewind_scope": "all", "round": k, "sparsity": 1 - 0.8**k,
                       "nominal_sparsity": 1 - 0.8**k, "metric": 0.9, "epochs": k + 1, "round_seconds": 1.0,
                       "bookkeeping_seconds": 0.0}
             tracker.add(result["group"], str(trial), k, result["sparsity"], result["metric"])
@@ -87,6 +87,7 @@ def test_results_csv_carries_the_field_that_tells_the_arms_apart_in_every_row(tm
     assert sorted((r["pruning"], r["round"]) for r in rows) == [("global", "0"), ("global", "1"),
                                                                 ("random", "0"), ("random", "1")]
     assert all(r["pruning"] in r["trial_name"] for r in rows)
+    assert {r["rewind_scope"] for r in rows} == {"all"}  # what the rounds restored, as the trial resolved it
 
 
 def test_console_lines_are_in_percent_and_say_the_group_verdict_once_every_seed_reported():

@@ -75,6 +75,7 @@ def test_report_writes_tables_and_valid_png_figures(experiment):
     with open(report / "max_matching.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert len(table) == 2 and {r["kind"] for r in table} == {"imp"}
+    assert {r["rewind_scope"] for r in table} == {"all"}  # a results.csv without the column: whole-model rounds
     for r in table:  # against the rows directly: the band is the group's round 0 over both seeds
         (group,) = r["groups"].split()
         dense = [float(x["metric"]) for x in rows if x["group"] == group and int(x["round"]) == 0]

@@ -73,6 +73,7 @@ def test_sweep_writes_one_row_per_trial_and_round_on_the_sparsity_grid(ray_clust
     for r in rows:
         assert abs(100 * float(r["sparsity"]) - 100 * (1 - 0.8 ** int(r["round"]))) < 0.01
         assert r["matching"] in ("0", "1")
+        assert r["rewind_scope"] == "all"  # the digits task's own, resolved by the trial (the space names none)
     (summary,) = outcome.summary
     assert summary["seeds"] == 2 and summary["trials"] == 2 and summary["epochs"] == 8
     assert summary["dense_mean"] > 0.2

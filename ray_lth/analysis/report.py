@@ -346,13 +346,15 @@ def _write_report(experiment: Path, compare: Sequence[Path], shown: str, compare
             figures.append((f"{task}: metric vs number of remaining weights", name))
 
     # maximum matching sparsity per series, and what it covers where a group stopped early
-    scopes = _answer_scopes(experiment, rows, plan)
+    answer_scopes = _answer_scopes(experiment, rows, plan)
     matching_rows = []
     for s in series:
         best = matching_boundary(s.points, s.band)
-        covers = "; ".join(sorted({scopes[g] for g in s.groups if g in scopes})) or "every round run"
+        covers = "; ".join(sorted({answer_scopes[g] for g in s.groups if g in answer_scopes})) or "every round run"
+        # what the rounds restored from the rewind point (rewind.py); a results.csv written before has no column
+        rewind_scopes = {r.get("rewind_scope") or "all" for r in all_rows[s.experiment] if r["group"] in s.groups}
         matching_rows.append({"series": s.label, "groups": " ".join(s.groups), "task": s.task, "model": s.model,
-                              "kind": s.kind,
+                              "kind": s.kind, "rewind_scope": ", ".join(sorted(rewind_scopes)),
                               "seeds": s.band.seeds if s.band else 0,
                               "dense_mean": s.band.mean if s.band else None, "dense_std": s.band.std if s.band else None,
                               "max_matching_sparsity": best.sparsity if best else None,
@@ -363,12 +365,13 @@ def _write_report(experiment: Path, compare: Sequence[Path], shown: str, compare
                   "(footnote 7); `round` is the IMP round (for transferred tickets, the upstream round). `covers`: "
                   "a group stopped by its `patience` failing rounds in a row answers only up to that first "
                   "boundary (a later recovery was never trained); `--patience none` runs every round, as the "
-                  "authors.\n\n" +
+                  "authors. `rewind_scope`: what rounds restored from the rewind point, "
+                  "the rest carried over trained.\n\n" +
                   _markdown_table([{**r, "dense %": f"{_pct(r['dense_mean'])} ± {_pct(r['dense_std'])}",
                                     "max matching sparsity %": _pct(r["max_matching_sparsity"]),
                                     "metric there %": _pct(r["metric_there"]),
                                     "round": "—" if r["round"] is None else r["round"]} for r in matching_rows],
-                                  ["series", "task", "seeds", "dense %", "max matching sparsity %", "round",
+                                  ["series", "task", "rewind_scope", "seeds", "dense %", "max matching sparsity %", "round",
                                    "metric there %", "covers"]))
 
     if plan is not None and plan.dense_groups:

@@ -12,7 +12,7 @@ encoder) masks it in ``apply_backbone_mask(mask)``. A task names what its wrappe
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..registry import Registry
 from . import detection, segmentation
@@ -47,6 +47,12 @@ class TaskEntry:
     # the task names which parameters of its model are the backbone (``backbone_parameters``), so
     # a schedule may train them at another lr than the head (backbone_lr_factor)
     names_backbone: bool = False
+    # what a round after the first restores from the rewind point, the rest carrying over trained
+    # from the round before (rewind.REWIND_SCOPES), unless the config says: the authors' own per task
+    rewind_scope: str = "all"
+    # the optimizer's state (momentum) goes on from round to round, as where the authors build the
+    # optimizer once for the whole trajectory (SimCLR/main.py, MoCo/main_moco_imp.py)
+    carry_optimizer: bool = False
 
 
 TASKS: Registry[TaskEntry] = Registry("task")
@@ -57,9 +63,10 @@ def register_task(name: str, builder: Callable[..., Any], options: Optional[Dict
                   selection: str = "last", val_images: Optional[int] = None, weights_trained_on_it: bool = False,
                   pretext_format: Optional[str] = None,
                   data_files: Optional[Callable[[Mapping[str, Any]], Sequence[str]]] = None,
-                  names_backbone: bool = False) -> None:
+                  names_backbone: bool = False, rewind_scope: str = "all", carry_optimizer: bool = False) -> None:
     TASKS.register(name)(TaskEntry(name, builder, dict(options or {}), schedule, check, selection, val_images,
-                                   weights_trained_on_it, pretext_format, data_files, names_backbone))
+                                   weights_trained_on_it, pretext_format, data_files, names_backbone, rewind_scope,
+                                   carry_optimizer))
 
 
 def task_options(name: str) -> Dict[str, Any]:
@@ -135,17 +142,18 @@ def wrap_for_training(task, backbone, spec):
     return backbone if wrap is None else wrap(backbone, spec)
 
 
-def load_pretrained_heads(task, trained_model, spec, path, weights_format: str, found: str) -> str:
+def load_pretrained_heads(task, trained_model, spec, path, weights_format: str, found: str) -> Tuple[str, List[str]]:
     """Load the heads a θ_p file holds for ``task`` (γ_p: a contrastive file's projection head on
-    its own pre-training task) and return one line saying which heads came from the file and
-    which are new."""
+    its own pre-training task). Returns one line saying which heads came from the file and which
+    are new, and the wrapper's modules the file filled (the task's ``head_modules`` of those heads)."""
     loader = getattr(task, "load_pretrained_heads", None)
-    loaded = loader(trained_model, path, weights_format, found) if loader is not None else []
-    if TASKS.get(task.name).weights_trained_on_it:  # loaded with the backbone (weights.load_pretrained)
-        loaded = list(spec.heads) + loaded
+    from_wrapper = loader(trained_model, path, weights_format, found) if loader is not None else []
+    # the heads of a file trained on this very task are loaded with the backbone (weights.load_pretrained)
+    loaded = (list(spec.heads) if TASKS.get(task.name).weights_trained_on_it else []) + from_wrapper
     new = [head for head in getattr(task, "heads", spec.heads) if head not in loaded]
-    return (f"ray_lth: θ_p from {path} ({found} format), task {task.name}: heads from the file: "
+    line = (f"ray_lth: θ_p from {path} ({found} format), task {task.name}: heads from the file: "
             f"{', '.join(loaded) or 'none'}; new: {', '.join(new) or 'none'}")
+    return line, [task.head_modules[head] for head in from_wrapper]
 
 
 def _classification(name, data_root, image_size, loading, val_images=None, **options):
@@ -179,12 +187,13 @@ register_task("imagenet", _classification, options={"normalize": "dataset"}, che
 
 from . import ssl  # noqa: E402,F401  (registers the simclr and moco tasks)
 
+# detection rounds restore the pruned convolutions alone, as the authors' Detection/train_imp.py
 register_task("detection_shapes", detection.detection_shapes, schedule="embedded_detection",
               options={"detector": "faster_rcnn", "scenes_train": 512, "scenes_test": 128},
-              check=detection.check_detection_options)
+              check=detection.check_detection_options, rewind_scope="pruned")
 register_task("voc_detection", detection.voc_detection_task, options={"detector": "faster_rcnn"},
               schedule="voc_detection", check=detection.check_detection_options,
-              data_files=lambda options: detection_files())
+              data_files=lambda options: detection_files(), rewind_scope="pruned")
 register_task("segmentation_shapes", segmentation.segmentation_shapes, schedule="embedded_segmentation",
               options={"segmenter": "deeplabv3plus", "scenes_train": 512, "scenes_test": 128},
               check=segmentation.check_segmentation_options, names_backbone=True)

@@ -3,10 +3,11 @@
 The trial keeps the trajectory (the rewind state, pruning between rounds, the records, its
 checkpoints and resumption); ``DataParallelRounds`` is the ``round_runner`` it hands to
 ``run_trajectory``. Each round starts one ``TorchTrainer`` (gloo on CPUs, NCCL on GPUs): the
-trial puts the round's mask and rewind state in the object store, every worker runs
-``imp.train_round`` as one rank (``distributed.DataParallel``), and rank 0 reports the round's
-scores, its trained prunable weights and (round 0 of an early-rewind trajectory) θ_k% with a
-checkpoint, which is how Ray Train hands back a result (without one, ``Result.metrics`` is
+trial puts the round's mask, rewind state and what it carries over from the last round in the
+object store, every worker runs ``imp.train_round`` as one rank (``distributed.DataParallel``),
+and rank 0 reports the round's scores, its trained prunable weights, what the next round carries
+over (rank 0's: the ranks' weights and momentum are equal, their BatchNorm statistics their own,
+rank 0's evaluated) and (round 0 of an early-rewind trajectory) θ_k% with a checkpoint, which is how Ray Train hands back a result (without one, ``Result.metrics`` is
 None). One trainer per round costs ~10–15 s to start, nothing next to a round at the scale that
 needs several GPUs, and keeps each round self-contained: with ``FailureConfig(max_failures)`` a
 worker that dies makes Ray Train restart the whole worker group, which reruns the round from its
@@ -22,7 +23,7 @@ import io
 import os
 import tempfile
 import uuid
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -30,6 +31,7 @@ from ..config import ImpConfig
 from ..device import use_cpus
 from ..distributed import DataParallel
 from ..imp import TrainedRound, train_round
+from ..rewind import CarriedState
 from ..tasks import build_task, task_loading
 
 DATA_PARALLEL_DIR = "data_parallel"  # in the trial's folder: the rounds' trainers, each deleted once read
@@ -47,6 +49,8 @@ class _RoundStart(NamedTuple):
 
     mask: dict
     rewind_state: dict
+    restored_keys: Optional[list]
+    carried: Optional[CarriedState]
 
 
 def _round_on_worker(loop_config: dict) -> None:
@@ -74,9 +78,11 @@ def _round_on_worker(loop_config: dict) -> None:
         ray.train.report({"round": round_index}, checkpoint=None)
         return
     captured = trained.rewind_state is not start.rewind_state  # θ_k%, captured this round
+    carried = trained.carried
     payload = {"metrics": trained.metrics, "start_digest": trained.start_digest,
                "trained": {name: t.to("cpu") for name, t in trained.trained.items()},
-               "rewind_state": trained.rewind_state if captured else None}
+               "rewind_state": trained.rewind_state if captured else None,
+               "carried": None if carried is None else {"entries": carried.entries, "optimizer": carried.optimizer}}
     with tempfile.TemporaryDirectory(prefix="ray_lth_dp_round_") as folder:
         torch.save(payload, os.path.join(folder, ROUND_FILE))
         ray.train.report({"round": round_index}, checkpoint=ray.train.Checkpoint.from_directory(folder))
@@ -100,7 +106,8 @@ class DataParallelRounds:
         from ray.train.torch import TorchTrainer
 
         workers, (cpus, gpus) = config.workers_per_trial, self.resources
-        start = ray.put({"mask": state.mask, "rewind_state": state.rewind_state})
+        start = ray.put({"mask": state.mask, "rewind_state": state.rewind_state, "restored_keys": state.restored_keys,
+                         "carried": state.carried})
         per_worker = {"CPU": cpus, **({"GPU": gpus} if gpus > 0 else {})}
         name = f"round_{round_index:02d}-{uuid.uuid4().hex[:8]}"  # a rerun never meets an earlier attempt's folder
         trainer = TorchTrainer(
@@ -120,4 +127,5 @@ class DataParallelRounds:
                 payload = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
         self.storage_filesystem.delete_dir(f"{self.storage_path}/{name}")
         rewind_state = payload["rewind_state"] if payload["rewind_state"] is not None else state.rewind_state
-        return TrainedRound(payload["metrics"], payload["trained"], rewind_state, payload["start_digest"])
+        carried = None if payload["carried"] is None else CarriedState(**payload["carried"])
+        return TrainedRound(payload["metrics"], payload["trained"], rewind_state, payload["start_digest"], carried)

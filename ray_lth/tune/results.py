@@ -24,8 +24,8 @@ from ray.tune import Callback
 from ..matching import MatchingTracker
 from ..storage import location
 
-COLUMNS = ["trial_id", "trial_name", "group", "seed", "round", "sparsity", "nominal_sparsity", "metric",
-           "matching", "epochs", "round_seconds", "bookkeeping_seconds"]
+COLUMNS = ["trial_id", "trial_name", "group", "seed", "rewind_scope", "round", "sparsity", "nominal_sparsity",
+           "metric", "matching", "epochs", "round_seconds", "bookkeeping_seconds"]
 
 
 def results_columns(group_fields: Sequence[str] = ()) -> List[str]:
@@ -72,7 +72,8 @@ class ResultsCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         key = (str(trial), int(result["round"]))
         self.rows[key] = {"trial_id": trial.trial_id, "trial_name": str(trial), "group": result["group"],
-                          "seed": result["seed"], "round": int(result["round"]), "sparsity": result["sparsity"],
+                          "seed": result["seed"], "rewind_scope": result["rewind_scope"],
+                          "round": int(result["round"]), "sparsity": result["sparsity"],
                           "nominal_sparsity": result["nominal_sparsity"], "metric": result["metric"],
                           "epochs": result["epochs"], "round_seconds": result["round_seconds"],
                           "bookkeeping_seconds": result["bookkeeping_seconds"],

@@ -103,7 +103,9 @@ def imp_trainable(config: dict, ray_logs: bool = True, worker_resources: Optiona
                 acknowledged = 0
     else:
         state = resume_state(durable, None)
-    base = {"group": group_name(config), "seed": imp_config.seed, "trial_fs_path": str(trial_dir),
+    # the scope and carry-over as resolved (the task's own unless the space named them): params.json has the space's
+    base = {"group": group_name(config), "seed": imp_config.seed, "rewind_scope": imp_config.rewind_scope,
+            "carry_optimizer": imp_config.carry_optimizer, "trial_fs_path": str(trial_dir),
             "node_id": ray.get_runtime_context().get_node_id(), "torch_threads": threads}
     if state is not None and state.next_round > acknowledged:
         # rounds saved durably whose report may have died with a worker or driver: report them

@@ -68,6 +68,7 @@ class ContrastiveTask:
 
     pretraining_format = "simclr"  # the weights format of checkpoints pre-trained on this very task
     heads = ("projection head",)  # what the wrapper adds to the backbone, as the θ_p log line names it
+    head_modules = {"projection head": "projector"}  # the wrapper's module of each head a file may fill
 
     def __init__(self, name: str, data_root, image_size: int, loading: Loading, options: Mapping):
         self.name = name

@@ -109,6 +109,7 @@ class MoCoModel(nn.Module):
 class MoCoTask(ContrastiveTask):
     pretraining_format = "moco"
     heads = ("projection head", "key encoder", "queue")
+    head_modules = {"projection head": "query.projector", "key encoder": "key"}  # the queue is never a file's
 
     def __init__(self, name, data_root, image_size, loading, options):
         super().__init__(name, data_root, image_size, loading, options)
