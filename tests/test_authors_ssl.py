@@ -11,6 +11,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 import ray_lth.imp as imp
+from checkpoint_files import moco_v2_file
 from ray_lth.config import ImpConfig
 from ray_lth.imp import run_trajectory
 from ray_lth.models import build_model, get_model_spec
@@ -46,15 +47,9 @@ def _simclr_file(path, seed=11):
 
 
 def _moco_v2_file(path, seed=12):
-    """main_moco.py's layout: encoder_q (with its MLP head), encoder_k, queue under DataParallel's 'module.'."""
-    backbone = _backbone(seed)
-    query = {**backbone, "fc.0.weight": torch.randn(64, 64), "fc.0.bias": torch.randn(64),
-             "fc.2.weight": torch.randn(16, 64), "fc.2.bias": torch.randn(16)}
-    state = {f"module.encoder_q.{k}": v for k, v in query.items()}
-    state.update({f"module.encoder_k.{k}": v + 0.01 for k, v in query.items() if v.is_floating_point()})
-    state.update({"module.queue": torch.randn(16, 96), "module.queue_ptr": torch.zeros(1, dtype=torch.long)})
-    torch.save({"epoch": 800, "arch": "resnet8", "state_dict": state, "optimizer": {}}, path)
-    return backbone
+    """main_moco.py's layout: encoder_q (with its MLP head), encoder_k, queue under DataParallel's
+    'module.'; returns the query encoder's backbone."""
+    return moco_v2_file(path, seed=seed)[0]
 
 
 def _config(task, weights, **values):
@@ -452,19 +447,6 @@ def _masked(value, key, mask):
     return value if name is None else value * mask[name].to(value.dtype)
 
 
-def _moco_v2_file(path, projection_dim=16, seed=3):
-    """A MoCo v2 checkpoint as the authors' main_moco.py saves it (random values): encoder_q with
-    its fc MLP, encoder_k, queue and queue_ptr under ``module.``."""
-    torch.manual_seed(seed)
-    backbone = {k: v for k, v in build_model("resnet8", 10).state_dict().items() if not k.startswith("fc.")}
-    head = {"fc.0.weight": torch.randn(64, 64), "fc.0.bias": torch.randn(64),
-            "fc.2.weight": torch.randn(projection_dim, 64), "fc.2.bias": torch.randn(projection_dim)}
-    state = {f"module.encoder_q.{k}": v for k, v in {**backbone, **head}.items()}
-    state.update({f"module.encoder_k.{k}": torch.randn_like(v.float()).to(v.dtype) for k, v in {**backbone, **head}.items()})
-    state["module.queue"] = torch.randn(projection_dim, 96)
-    state["module.queue_ptr"] = torch.zeros(1, dtype=torch.long)
-    torch.save({"epoch": 800, "arch": "resnet8", "state_dict": state, "optimizer": {}}, path)
-
 
 def test_ssl_tasks_rewind_what_theta_p_holds_and_carry_the_momentum_by_default(resnet8_weights):
     for task in ("simclr", "moco"):
@@ -514,7 +496,7 @@ def test_a_simclr_head_the_file_lacks_trains_on_across_rounds_and_so_does_the_mo
 
 
 def test_moco_rewinds_both_encoders_to_the_file_and_carries_the_queue_and_momentum(tmp_path, round_ends):
-    _moco_v2_file(tmp_path / "moco_v2.pth.tar")
+    moco_v2_file(tmp_path / "moco_v2.pth.tar")
     # train_dense: round 0 trains here, so that it leaves a queue and momentum behind
     config = ImpConfig.from_dict({**CARRY_SSL, "task": "moco", "weights": str(tmp_path / "moco_v2.pth.tar"),
                                   "queue_size": 96, "key_momentum": 0.9, "projection_dim": 16, "train_dense": True})

@@ -27,7 +27,7 @@ from ray_lth.masks import load_mask
 from ray_lth.models import build_model
 from ray_lth.rewind import state_digest
 from ray_lth.tasks import build_task
-from ray_lth.trajectory_state import TrajectoryState
+from ray_lth.trajectory_state import CARRIED_FILE, TrajectoryState
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,11 @@ def _check_every_round_started_from_the_rewind_state(folder, records):
     rewind = _rewind_state(folder)
     for record in records:
         mask = load_mask(folder / f"mask_round_{record['round']:02d}.rlthmask")
-        expected = {k: (v * mask[k].to(v.dtype) if k in mask else v) for k, v in rewind.items()}
+        # but for what the round carries over, trained, from the one before (rewind_scope), where the
+        # folder still keeps it (the newest two rounds'); round 1 after an untrained round 0 carries its start
+        carried_file = folder / CARRIED_FILE.format(record["round"])
+        carried = torch.load(carried_file, weights_only=True)["entries"] if carried_file.is_file() else {}
+        expected = {k: (v * mask[k].to(v.dtype) if k in mask else v) for k, v in {**rewind, **carried}.items()}
         assert record["start_digest"] == state_digest(expected), f"round {record['round']} of {folder}"
     return rewind
 
@@ -182,5 +186,10 @@ def test_pretrain_simclr_from_a_converted_simclr_file_prunes_theta_p_first_with_
     assert (config.weights_format, config.train_dense) == ("auto", False)
     assert (config.train.optimizer, config.train.weight_decay, config.task_options["loss"]) == ("lars", 1e-6, "authors")
     _check_round_0_scores_theta_p_and_prunes_it(folder, records, theta_p)
+    # the projection head the file lacks trains on across rounds (rewind_scope=weights_file), as SimCLR/main.py
+    carried = torch.load(folder / CARRIED_FILE.format(2), weights_only=True)["entries"]
+    # (and the backbone's own fc, which simCLR builds but never uses: not in what the file fills)
+    assert sorted(carried) == ["fc.bias", "fc.weight"] + [f"wrapper.projector.{i}.{p}" for i in (0, 2)
+                                                          for p in ("bias", "weight")]
     rewind = _check_every_round_started_from_the_rewind_state(folder, records)
     assert all(torch.equal(rewind[k], theta_p[k]) for k in theta_p if not k.startswith("fc."))

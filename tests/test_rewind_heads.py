@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import ray_lth.imp as imp
+from checkpoint_files import moco_v2_file
 from ray_lth.analysis.report import _series_label
 from ray_lth.config import ImpConfig
 from ray_lth.imp import run_trajectory
@@ -112,25 +113,12 @@ def test_early_rewind_restarts_from_the_whole_model_at_iteration_k(round_starts,
         assert not torch.equal(at_k["key.projector.0.weight"], at_k["query.projector.0.weight"])
 
 
-def _moco_v2_file(path, projection_dim=16, seed=3):
-    """A MoCo v2 checkpoint as main_moco.py saves it (random values): encoder_q with its fc MLP,
-    encoder_k, queue (dim, K) and queue_ptr, under DataParallel's ``module.``."""
-    torch.manual_seed(seed)
-    backbone = {k: v for k, v in build_model("resnet8", 10).state_dict().items() if not k.startswith("fc.")}
-    head = {"fc.0.weight": torch.randn(64, 64), "fc.0.bias": torch.randn(64),
-            "fc.2.weight": torch.randn(projection_dim, 64), "fc.2.bias": torch.randn(projection_dim)}
-    state = {f"module.encoder_q.{k}": v for k, v in {**backbone, **head}.items()}
-    state.update({f"module.encoder_k.{k}": torch.randn_like(v.float()).to(v.dtype) for k, v in {**backbone, **head}.items()})
-    state["module.queue"] = torch.randn(projection_dim, 96)
-    state["module.queue_ptr"] = torch.zeros(1, dtype=torch.long)
-    torch.save({"epoch": 800, "arch": "resnet8", "state_dict": state, "optimizer": {}}, path)
-    return backbone, head
 
 
 def test_a_moco_v2_files_mlp_is_the_moco_tasks_projection_head_and_the_key_encoder_starts_at_the_query(
         tmp_path, round_starts, capsys):
     starts, _ = round_starts
-    backbone, head = _moco_v2_file(tmp_path / "moco_v2.pth.tar")
+    backbone, head = moco_v2_file(tmp_path / "moco_v2.pth.tar")
     # train_dense: round 0 trains from the loaded heads (by default a MoCo file on moco is only scored)
     config = _config("moco", rewind="pretrained", weights=str(tmp_path / "moco_v2.pth.tar"), projection_dim=16,
                      rounds=1, train_dense=True, rewind_scope="all")
@@ -151,7 +139,7 @@ def test_a_moco_v2_files_mlp_is_the_moco_tasks_projection_head_and_the_key_encod
 
 def test_a_moco_file_gives_a_downstream_or_other_ssl_task_a_new_head(tmp_path, round_starts, capsys):
     starts, _ = round_starts
-    _, head = _moco_v2_file(tmp_path / "moco_v2.pth.tar")
+    _, head = moco_v2_file(tmp_path / "moco_v2.pth.tar")
     list(run_trajectory(_config("digits", rewind="pretrained", weights=str(tmp_path / "moco_v2.pth.tar"), rounds=0)))
     assert "heads from the file: none; new: fc" in capsys.readouterr().err
     list(run_trajectory(_config("simclr", rewind="pretrained", weights=str(tmp_path / "moco_v2.pth.tar"),
@@ -182,7 +170,7 @@ def test_a_simclr_file_with_a_projection_head_loads_it_and_one_without_keeps_a_n
 
 
 def test_a_projection_head_of_another_shape_is_refused_naming_its_keys(tmp_path):
-    _moco_v2_file(tmp_path / "moco_v2.pth.tar", projection_dim=16)
+    moco_v2_file(tmp_path / "moco_v2.pth.tar", projection_dim=16)
     config = _config("moco", rewind="pretrained", weights=str(tmp_path / "moco_v2.pth.tar"), projection_dim=8)
     with pytest.raises(WeightsError, match=r"fc\.2\.weight: file \(16, 64\) vs projection head \(8, 64\)"):
         next(run_trajectory(config))
@@ -242,7 +230,7 @@ def test_a_moco_file_on_its_own_task_is_the_dense_network_round_0_prunes_it_untr
     from ray_lth.models import get_model_spec, prunable_parameters
 
     starts, _ = round_starts
-    backbone, _ = _moco_v2_file(tmp_path / "moco_v2.pth.tar")
+    backbone, _ = moco_v2_file(tmp_path / "moco_v2.pth.tar")
     values = dict(rewind="pretrained", weights=str(tmp_path / "moco_v2.pth.tar"), projection_dim=16, rounds=1,
                   prune_fraction=0.2)
     assert not _config("moco", **values).train_dense  # weights_format=auto detects the MoCo v2 file
