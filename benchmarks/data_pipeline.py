@@ -46,10 +46,11 @@ def loader_epoch(task, batch_size: int, device: torch.device, seed: int = 0) -> 
     return time.perf_counter() - started
 
 
-def loader_and_step(task, batch_size: int, device: torch.device, max_batches: int) -> tuple:
-    """(images, seconds) for up to ``max_batches`` training steps of resnet18_cifar."""
+def loader_and_step(task, batch_size: int, device: torch.device, max_batches: int,
+                    model_name: str = "resnet18_cifar") -> tuple:
+    """(images, seconds) for up to ``max_batches`` training steps of ``model_name``."""
     torch.manual_seed(0)
-    model = prepare_model(build_model("resnet18_cifar", 10), device, task.loading.precision)
+    model = prepare_model(build_model(model_name, 10), device, task.loading.precision)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     model.train()
     images_seen, started = 0, time.perf_counter()
@@ -75,6 +76,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def measure_workers(root, workers: int, device: torch.device, batch_size: int, step_batches: int,
+                    model_name: str = "resnet18_cifar") -> dict:
+    """The figures of one loader worker count on the CIFAR-format files under ``root``: the task's
+    build (file decoding), two loader epochs (the second reusing persistent workers) and the loader
+    with ``step_batches`` training steps of ``model_name``."""
+    loading = Loading(workers, pin_memory=device.type == "cuda" and workers > 0, persistent_workers=workers > 0)
+    started = time.perf_counter()
+    task = build_task("cifar10", root, image_size=32, loading=loading)
+    built = time.perf_counter() - started
+    images = len(task.train_set)
+    first = loader_epoch(task, batch_size, device)
+    second = loader_epoch(task, batch_size, device)  # the same generator: the same workers
+    seen, step_seconds = loader_and_step(task, batch_size, device, step_batches, model_name)
+    return {"workers": workers, "task_built_s": built, "loader_images_per_s_epoch1": images / first,
+            "loader_images_per_s_epoch2": images / second, "loader_step_images_per_s": seen / step_seconds,
+            "images_stepped": seen}
+
+
 def main(argv=None) -> None:
     cores = process_cpus()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,16 +117,10 @@ def main(argv=None) -> None:
         write_cifar10(tmp, n_train=args.images, n_test=1000)
         written = time.perf_counter() - started
         for workers in args.workers:
-            loading = Loading(workers, pin_memory=device.type == "cuda" and workers > 0, persistent_workers=workers > 0)
-            started = time.perf_counter()
-            task = build_task("cifar10", tmp, image_size=32, loading=loading)
-            built = time.perf_counter() - started
-            first = loader_epoch(task, args.batch_size, device)
-            second = loader_epoch(task, args.batch_size, device)  # the same generator: the same workers
-            seen, step_seconds = loader_and_step(task, args.batch_size, device, step_batches)
-            rows.append([workers, f"{built:.2f}", f"{args.images / first:,.0f}", f"{args.images / second:,.0f}",
-                         f"{seen / step_seconds:,.0f}", seen])
-            del task
+            m = measure_workers(tmp, workers, device, args.batch_size, step_batches)
+            rows.append([workers, f"{m['task_built_s']:.2f}", f"{m['loader_images_per_s_epoch1']:,.0f}",
+                         f"{m['loader_images_per_s_epoch2']:,.0f}", f"{m['loader_step_images_per_s']:,.0f}",
+                         m["images_stepped"]])
     print(f"(pickles written in {written:.1f} s)")
     print(format_table(["loader workers", "task built s (file decoding)", "loader img/s (epoch 1)",
                         "loader img/s (epoch 2)", "loader + step img/s", "images stepped"], rows))

@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import torch
 import torch.distributed as dist
@@ -35,18 +36,23 @@ from ray_lth.rewind import capture_state  # noqa: E402
 from ray_lth.tasks import build_task, wrap_for_training  # noqa: E402
 
 
-class _Start:
-    def __init__(self, mask, rewind_state):
-        self.mask, self.rewind_state = mask, rewind_state
+class RoundStart(NamedTuple):
+    """What ``train_round`` reads of a trajectory's state; nothing restored or carried over
+    selectively (``rewind_scope`` all), as round 1 of a trajectory whose round 0 carried nothing."""
+
+    mask: dict
+    rewind_state: dict
+    restored_keys: Optional[list] = None
+    carried: Optional[object] = None
 
 
-def round_start(config: ImpConfig, task) -> _Start:
+def round_start(config: ImpConfig, task) -> RoundStart:
     """Round 1's start: the round-0 model with 20 % of its prunable weights pruned by magnitude."""
     spec, model = _fresh_model(config, task.num_outputs, 0)
     trained_model = wrap_for_training(task, model, spec)
     prunable = {k: p.detach() for k, p in prunable_parameters(model, get_model_spec(config.model).never_pruned).items()}
     mask = prune("global", prunable, ones_mask(prunable), 0.2, round_generator(config.seed, 0, 2))
-    return _Start(mask, capture_state(model, trained_model))
+    return RoundStart(mask, capture_state(model, trained_model))
 
 
 def _train(config: ImpConfig, device: torch.device, parallel=None) -> float:

@@ -1,6 +1,7 @@
 """Masked vs dense training step, measured side by side on the same batches in one run.
 
-    python benchmarks/masked_step.py [--models resnet18 resnet50] [--image-size 112] [--batch-size 16]
+    python benchmarks/masked_step.py [--models resnet18 resnet50] [--image-size 112] [--batch-size 16] \
+        [--precision bf16|fp32]
 
 Methods (each an SGD step with momentum and weight decay at 80 % sparsity):
 - dense: no mask;
@@ -8,7 +9,9 @@ Methods (each an SGD step with momentum and weight decay at 80 % sparsity):
 - per-param: multiply each weight and its momentum in place after the step, one op per tensor;
 - prune-hooks: torch.nn.utils.prune reparametrisation (weight_orig * weight_mask in a forward hook).
 Steps are interleaved round-robin and the median per method is reported, so drift in machine
-load hits every method alike. Prints a table of step times and ratios to dense.
+load hits every method alike. Prints a table of step times and ratios to dense. ``--precision``
+(ray_lth.device): bf16 (the default here) autocasts with channels-last on a GPU, fp32 computes as
+the authors' scripts; on the CPU both are float32.
 """
 
 import argparse
@@ -24,17 +27,19 @@ from torch.nn.utils import prune as torch_prune
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ray_lth.cli import format_table  # noqa: E402
+from ray_lth.device import PRECISIONS, autocast, prepare_model, to_device_format  # noqa: E402
 from ray_lth.masks import ones_mask  # noqa: E402
 from ray_lth.models import build_model, get_model_spec, prunable_parameters  # noqa: E402
 from ray_lth.pruning import global_magnitude_prune  # noqa: E402
 from ray_lth.train import MaskedParameters  # noqa: E402
 
 
-def make_setup(name, method, mask, device):
+METHODS = ("dense", "ray_lth", "per-param", "prune-hooks")
+
+
+def make_setup(name, method, mask, device, precision="fp32"):
     torch.manual_seed(0)
-    model = build_model(name, 10).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = prepare_model(build_model(name, 10), device, precision)
     params = dict(model.named_parameters())
     modules = dict(model.named_modules())
     after_backward, after_step = None, None
@@ -59,10 +64,10 @@ def make_setup(name, method, mask, device):
     return model, optimizer, after_backward, after_step
 
 
-def step(setup, x, y, device):
+def step(setup, x, y, device, precision="fp32"):
     model, optimizer, after_backward, after_step = setup
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with autocast(device, precision):
         loss = nn.functional.cross_entropy(model(x), y)
     loss.backward()
     if after_backward:
@@ -74,44 +79,55 @@ def step(setup, x, y, device):
         torch.cuda.synchronize()
 
 
+def imp_mask(name):
+    """The mask of 7 global magnitude rounds of 20 % on ``name``'s seeded init: 1 - 0.8^7 = 79 % sparsity."""
+    torch.manual_seed(0)
+    base = build_model(name, 10)
+    weights = {n: p.detach() for n, p in prunable_parameters(base, get_model_spec(name).never_pruned).items()}
+    mask = ones_mask(weights)
+    for _ in range(7):
+        mask = global_magnitude_prune(weights, mask, 0.2)
+    return mask
+
+
+def median_step_seconds(name, methods, device, precision="fp32", image_size=112, batch_size=16, steps=15):
+    """{method: median seconds of a training step}, the methods' steps interleaved round-robin
+    on the same batches after 2 warm-up steps each."""
+    mask = imp_mask(name)
+    setups = {m: make_setup(name, m, mask, device, precision) for m in methods}
+    g = torch.Generator().manual_seed(0)
+    batches = [(to_device_format(torch.randn(batch_size, 3, image_size, image_size, generator=g).to(device), device,
+                                 precision),
+                torch.randint(0, 10, (batch_size,), generator=g).to(device)) for _ in range(3)]
+    times = {m: [] for m in methods}
+    for i in range(steps + 2):
+        x, y = batches[i % len(batches)]
+        for m in methods:
+            start = time.perf_counter()
+            step(setups[m], x, y, device, precision)
+            if i >= 2:  # the first steps warm up allocators and kernels
+                times[m].append(time.perf_counter() - start)
+    return {m: statistics.median(t) for m, t in times.items()}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", nargs="+", default=["resnet18", "resnet50"])
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--precision", choices=PRECISIONS, default="bf16")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
-    methods = ["dense", "ray_lth", "per-param", "prune-hooks"]
     rows = []
     for name in args.models:
-        torch.manual_seed(0)
-        base = build_model(name, 10)
-        weights = {n: p.detach() for n, p in prunable_parameters(base, get_model_spec(name).never_pruned).items()}
-        mask = ones_mask(weights)
-        for _ in range(7):  # 1 - 0.8^7 = 79 % sparsity
-            mask = global_magnitude_prune(weights, mask, 0.2)
-        setups = {m: make_setup(name, m, mask, device) for m in methods}
-        g = torch.Generator().manual_seed(0)
-        batches = [(torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=g).to(device),
-                    torch.randint(0, 10, (args.batch_size,), generator=g).to(device)) for _ in range(3)]
-        times = {m: [] for m in methods}
-        for i in range(args.steps + 2):
-            x, y = batches[i % len(batches)]
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            for m in methods:
-                start = time.perf_counter()
-                step(setups[m], x, y, device)
-                if i >= 2:  # the first steps warm up allocators and kernels
-                    times[m].append(time.perf_counter() - start)
-        dense = statistics.median(times["dense"])
-        for m in methods:
-            median = statistics.median(times[m])
-            rows.append([name, m, f"{1000 * median:.1f}", f"{median / dense:.3f}"])
-    print(f"device={device} threads={torch.get_num_threads()} image={args.image_size} batch={args.batch_size} "
-          f"steps={args.steps} sparsity=79.03%")
+        medians = median_step_seconds(name, METHODS, device, args.precision, args.image_size, args.batch_size,
+                                      args.steps)
+        for m in METHODS:
+            rows.append([name, m, f"{1000 * medians[m]:.1f}", f"{medians[m] / medians['dense']:.3f}"])
+    print(f"device={device} precision={args.precision} threads={torch.get_num_threads()} image={args.image_size} "
+          f"batch={args.batch_size} steps={args.steps} sparsity=79.03%")
     print(format_table(["model", "method", "ms/step (median)", "ratio to dense"], rows))
 
 

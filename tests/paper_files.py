@@ -9,6 +9,8 @@
   converted to PyTorch (``{"state_dict": <torchvision keys, fc included>}``, as simclr-converter).
 
 Values are random; key layout, nesting, dtypes and shapes are the real ones.
+``PAPER_CIFAR_DRY_RUN`` is the toy size at which CI (tests/test_paper_dry_run.py) and
+benchmarks/gpu_check.py run the ``paper_cifar`` space on these files.
 """
 
 import pickle
@@ -19,6 +21,10 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision import models as tv_models
+
+# launchers/sweep.py flags after --weights and --data-root: 2 seeds, rounds 0..2, one epoch each
+PAPER_CIFAR_DRY_RUN = ["--set", "epochs=1", "--set", "rounds=2", "--set", "seed=[0,1]", "--set", "val_images=20",
+                       "--set", "batch_size=20"]
 
 
 def write_cifar10(root, n_train: int = 300, n_test: int = 200, seed: int = 0) -> Path:

@@ -19,8 +19,8 @@ import pytest
 import torch
 from torch import nn
 
-from paper_files import (write_cifar10, write_imagenet_folder, write_moco_v2_checkpoint, write_simclr_converted,
-                         write_torchvision_resnet50)
+from paper_files import (PAPER_CIFAR_DRY_RUN, write_cifar10, write_imagenet_folder, write_moco_v2_checkpoint,
+                         write_simclr_converted, write_torchvision_resnet50)
 from ray_lth.config import ImpConfig
 from ray_lth.imp import rebuilt_rewind_state
 from ray_lth.masks import load_mask
@@ -109,8 +109,7 @@ def _check_round_0_scores_theta_p_and_prunes_it(folder, records, theta_p):
 def test_paper_cifar_runs_resnet50_cifar_from_a_torchvision_file_on_cifar10_pickles(ray_cluster, paper_files, tmp_path):
     files, theta_p = paper_files
     log = _sweep(ray_cluster, tmp_path, "paper_cifar", "--weights", str(files / "resnet50-theta_img.pth"),
-                 "--data-root", str(files / "data"), "--set", "epochs=1", "--set", "rounds=2",
-                 "--set", "seed=[0,1]", "--set", "val_images=20", "--set", "batch_size=20")
+                 "--data-root", str(files / "data"), *PAPER_CIFAR_DRY_RUN)
     experiment = tmp_path / "paper_cifar"
     rows = _rows(experiment)
     assert sorted((int(r["seed"]), int(r["round"])) for r in rows) == [(s, k) for s in (0, 1) for k in range(3)]
