@@ -306,6 +306,40 @@ def _local_copy(experiment: Location, folder: Path) -> Path:
     return folder
 
 
+
+def _max_matching_section(experiment: Path, series: List[Series], rows: List[dict], plan,
+                          all_rows: Dict[Path, List[dict]], out: Path) -> str:
+    """The maximum matching sparsity per series (``max_matching.csv`` and its markdown table), with
+    what it covers where a group stopped early and the rewind scope its rounds ran."""
+    answer_scopes = _answer_scopes(experiment, rows, plan)
+    matching_rows = []
+    for s in series:
+        best = matching_boundary(s.points, s.band)
+        covers = "; ".join(sorted({answer_scopes[g] for g in s.groups if g in answer_scopes})) or "every round run"
+        # what the rounds restored from the rewind point (rewind.py); a results.csv written before has no column
+        rewind_scopes = {r.get("rewind_scope") or "all" for r in all_rows[s.experiment] if r["group"] in s.groups}
+        matching_rows.append({"series": s.label, "groups": " ".join(s.groups), "task": s.task, "model": s.model,
+                              "kind": s.kind, "rewind_scope": ", ".join(sorted(rewind_scopes)),
+                              "seeds": s.band.seeds if s.band else 0,
+                              "dense_mean": s.band.mean if s.band else None, "dense_std": s.band.std if s.band else None,
+                              "max_matching_sparsity": best.sparsity if best else None,
+                              "round": best.round if best else None, "metric_there": best.mean if best else None,
+                              "covers": covers})
+    _write_csv(out / "max_matching.csv", matching_rows)
+    return ("## Maximum matching sparsity\n\nLargest sparsity whose mean over every seed is ≥ dense mean − std "
+                  "(footnote 7); `round` is the IMP round (for transferred tickets, the upstream round). `covers`: "
+                  "a group stopped by its `patience` failing rounds in a row answers only up to that first "
+                  "boundary (a later recovery was never trained); `--patience none` runs every round, as the "
+                  "authors. `rewind_scope`: what rounds restored from the rewind point, "
+                  "the rest carried over trained.\n\n" +
+                  _markdown_table([{**r, "dense %": f"{_pct(r['dense_mean'])} ± {_pct(r['dense_std'])}",
+                                    "max matching sparsity %": _pct(r["max_matching_sparsity"]),
+                                    "metric there %": _pct(r["metric_there"]),
+                                    "round": "—" if r["round"] is None else r["round"]} for r in matching_rows],
+                                  ["series", "task", "rewind_scope", "seeds", "dense %", "max matching sparsity %", "round",
+                                   "metric there %", "covers"]))
+
+
 def _write_report(experiment: Path, compare: Sequence[Path], shown: str, compare_shown: Sequence[str]) -> Path:
     """The report of local folders, into ``<experiment>/report/``; ``shown``: how README.md names them."""
     out = experiment / REPORT_DIR
@@ -345,34 +379,7 @@ def _write_report(experiment: Path, compare: Sequence[Path], shown: str, compare
                         remaining=remaining)
             figures.append((f"{task}: metric vs number of remaining weights", name))
 
-    # maximum matching sparsity per series, and what it covers where a group stopped early
-    answer_scopes = _answer_scopes(experiment, rows, plan)
-    matching_rows = []
-    for s in series:
-        best = matching_boundary(s.points, s.band)
-        covers = "; ".join(sorted({answer_scopes[g] for g in s.groups if g in answer_scopes})) or "every round run"
-        # what the rounds restored from the rewind point (rewind.py); a results.csv written before has no column
-        rewind_scopes = {r.get("rewind_scope") or "all" for r in all_rows[s.experiment] if r["group"] in s.groups}
-        matching_rows.append({"series": s.label, "groups": " ".join(s.groups), "task": s.task, "model": s.model,
-                              "kind": s.kind, "rewind_scope": ", ".join(sorted(rewind_scopes)),
-                              "seeds": s.band.seeds if s.band else 0,
-                              "dense_mean": s.band.mean if s.band else None, "dense_std": s.band.std if s.band else None,
-                              "max_matching_sparsity": best.sparsity if best else None,
-                              "round": best.round if best else None, "metric_there": best.mean if best else None,
-                              "covers": covers})
-    _write_csv(out / "max_matching.csv", matching_rows)
-    tables.append("## Maximum matching sparsity\n\nLargest sparsity whose mean over every seed is ≥ dense mean − std "
-                  "(footnote 7); `round` is the IMP round (for transferred tickets, the upstream round). `covers`: "
-                  "a group stopped by its `patience` failing rounds in a row answers only up to that first "
-                  "boundary (a later recovery was never trained); `--patience none` runs every round, as the "
-                  "authors. `rewind_scope`: what rounds restored from the rewind point, "
-                  "the rest carried over trained.\n\n" +
-                  _markdown_table([{**r, "dense %": f"{_pct(r['dense_mean'])} ± {_pct(r['dense_std'])}",
-                                    "max matching sparsity %": _pct(r["max_matching_sparsity"]),
-                                    "metric there %": _pct(r["metric_there"]),
-                                    "round": "—" if r["round"] is None else r["round"]} for r in matching_rows],
-                                  ["series", "task", "rewind_scope", "seeds", "dense %", "max matching sparsity %", "round",
-                                   "metric there %", "covers"]))
+    tables.append(_max_matching_section(experiment, series, rows, plan, all_rows, out))
 
     if plan is not None and plan.dense_groups:
         from ..transfer import transfer_verdicts
