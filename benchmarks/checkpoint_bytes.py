@@ -29,7 +29,8 @@ from ray_lth.cli import format_table  # noqa: E402
 from ray_lth.masks import count_total, save_mask  # noqa: E402
 from ray_lth.models import build_model, get_model_spec, prunable_parameters  # noqa: E402
 from ray_lth.rewind import capture_state  # noqa: E402
-from ray_lth.trajectory_state import MASK_FILE, STATE_FILE, RewindReference, RoundRecord, TrajectoryState  # noqa: E402
+from ray_lth.experiment_layout import MASK_FILE, STATE_FILE  # noqa: E402
+from ray_lth.trajectory_state import RewindReference, RoundRecord, TrajectoryState  # noqa: E402
 
 LIMIT = 64 * 1024
 

@@ -32,7 +32,7 @@ from ray_lth.boundary import BoundarySearch, exhaustive_max_matching  # noqa: E4
 from ray_lth.cli import format_table  # noqa: E402
 from ray_lth.config import ImpConfig  # noqa: E402
 from ray_lth.imp import run_trajectory  # noqa: E402
-from ray_lth.trajectory_state import MASK_FILE  # noqa: E402
+from ray_lth.experiment_layout import MASK_FILE  # noqa: E402
 from ray_lth.matching import dense_band  # noqa: E402
 from ray_lth.pretrain import embedded_weights  # noqa: E402
 from ray_lth.spaces import load_space  # noqa: E402

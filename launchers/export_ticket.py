@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ray_lth.cli import format_table  # noqa: E402
 from ray_lth.masks import MaskFileError  # noqa: E402
 from ray_lth.storage import location  # noqa: E402
+from ray_lth.experiment_layout import PARAMS_FILE, RUN_CONFIG_FILE, STATE_FILE, TRAJECTORY_DIR  # noqa: E402
 from ray_lth.ticket import TicketError, build_ticket_model, export_ticket, load_ticket  # noqa: E402
 from ray_lth.weights import WeightsError  # noqa: E402
 
@@ -31,10 +32,10 @@ def trajectory_and_config(path: str):
     (config.json + trajectory.json), local or in object storage: the folder holding the round
     masks and the run's config."""
     folder = location(path)
-    if (folder / "trajectory" / "trajectory.json").exists() and (folder / "params.json").exists():
-        return folder / "trajectory", json.loads((folder / "params.json").read_text())
-    if (folder / "trajectory.json").exists() and (folder / "config.json").exists():
-        return folder, json.loads((folder / "config.json").read_text())
+    if (folder / TRAJECTORY_DIR / STATE_FILE).exists() and (folder / PARAMS_FILE).exists():
+        return folder / TRAJECTORY_DIR, json.loads((folder / PARAMS_FILE).read_text())
+    if (folder / STATE_FILE).exists() and (folder / RUN_CONFIG_FILE).exists():
+        return folder, json.loads((folder / RUN_CONFIG_FILE).read_text())
     raise TicketError(f"{path}: neither a sweep trial folder (params.json and trajectory/trajectory.json) "
                       f"nor a launchers/imp.py --out folder (config.json and trajectory.json)")
 

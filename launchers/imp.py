@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ray_lth.cli import format_table, parse_overrides  # noqa: E402
 from ray_lth.config import ImpConfig  # noqa: E402
 from ray_lth.imp import run_trajectory  # noqa: E402
-from ray_lth.trajectory_state import STATE_FILE, TrajectoryState  # noqa: E402
+from ray_lth.experiment_layout import CACHE_DIR, RUN_CONFIG_FILE, STATE_FILE  # noqa: E402
+from ray_lth.trajectory_state import TrajectoryState  # noqa: E402
 from ray_lth.pretrain import embedded_weights  # noqa: E402
 
 
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", help="θ_p file (torchvision, MoCo v2 or simCLR format); default: embedded pre-training")
     parser.add_argument("--data-root", help="folder holding the real datasets (never downloaded)")
     parser.add_argument("--out", default="experiments/imp-default", help="where round masks and state go (resumes)")
-    parser.add_argument("--cache", default=".ray_lth_cache", help="where the embedded θ_p is cached")
+    parser.add_argument("--cache", default=CACHE_DIR, help="where the embedded θ_p is cached")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override an ImpConfig or training field, e.g. rounds=5, lr=0.1, rewind=early")
     args = parser.parse_args(argv)
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     state = TrajectoryState.load(out) if (out / STATE_FILE).exists() else None
-    config_path = out / "config.json"
+    config_path = out / RUN_CONFIG_FILE
     wanted = {k: v for k, v in config.to_dict().items() if k != "rounds"}
     if state and json.loads(config_path.read_text()) != json.loads(json.dumps(wanted)):
         parser.error(f"{out} holds a trajectory with another config ({config_path}); pick another --out")

@@ -42,14 +42,12 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ray_lth.cli import format_table, parse_overrides  # noqa: E402
-from ray_lth.ablation import TemperatureAblationSpace, derive_upstream_mask, format_temperature_table  # noqa: E402
+from ray_lth.cli import parse_overrides  # noqa: E402
+from ray_lth.experiment_layout import CACHE_DIR  # noqa: E402
 from ray_lth.pretrain import embedded_weights  # noqa: E402
 from ray_lth.preflight import check_files  # noqa: E402
-from ray_lth.spaces import SweepSpace, load_space, resolve_weights, space_names  # noqa: E402
+from ray_lth.spaces import load_space, resolve_weights, space_names  # noqa: E402
 from ray_lth.storage import is_uri, join_uri, location  # noqa: E402
-
-CACHE_DIR = ".ray_lth_cache"  # under --storage: the embedded θ_p, pre-trained once per model
 
 
 def parse_args(argv=None):
@@ -83,6 +81,10 @@ def parse_args(argv=None):
 _UNSET = object()  # --patience not given (None is a value: "none", every round)
 
 
+def _given(value) -> bool:
+    return value is not None
+
+
 def _patience(text: str):
     if text.strip().lower() == "none":
         return None
@@ -94,32 +96,13 @@ def _patience(text: str):
 
 def main(argv=None) -> int:
     parser, args = parse_args(argv)
-    name = args.name or args.space
     storage = args.storage if is_uri(args.storage) else str(Path(args.storage).resolve())  # a URI as given
     try:
         location(storage).exists()  # a malformed URI or an unreachable store: one message, before Ray starts
     except (ValueError, OSError) as error:
         parser.error(f"--storage: {error}")
-    if args.resume and (args.set or args.weights or args.data_root):
-        parser.error("--resume continues the sweep as it was started: drop --set, --weights and --data-root")
     try:
-        space = load_space(args.space)
-    except ValueError as error:
-        parser.error(str(error))
-    worker_flags = (args.workers_per_trial, args.gpus_per_worker, args.cpus_per_worker)
-    if not isinstance(space, SweepSpace) and any(flag is not None for flag in worker_flags):
-        parser.error(f"--space {args.space}: --workers-per-trial, --gpus-per-worker and --cpus-per-worker apply to "
-                     f"grid spaces (SweepSpace)")
-    if isinstance(space, TemperatureAblationSpace):
-        return run_ablation(parser, args, space, storage, name)
-    try:
-        space = _with_flags(space, args, ("gpus_per_trial", "cpus_per_trial", "gpus_per_worker", "cpus_per_worker"))
-        if args.patience is not _UNSET:
-            space = dataclasses.replace(space, patience=args.patience)
-        if not args.resume:
-            # validate every grid point before Ray starts (the embedded θ_p is pre-trained here once)
-            space = _resolve_weights(space, args.weights, storage)
-            check_files(space.validate())  # weights, data, masks, rewind states: read here (preflight.py)
+        space = _prepared_space(args, storage)
     except ValueError as error:
         parser.error(str(error))
 
@@ -129,26 +112,47 @@ def main(argv=None) -> int:
 
     _init_ray(ray, args)
     try:
-        outcome = run_sweep(space, storage, name, resume=args.resume, verbose=2 if args.verbose else 1,
-                            launched_at=LAUNCHED_AT)
+        outcome = run_sweep(space, storage, args.name or args.space, resume=args.resume,
+                            verbose=2 if args.verbose else 1, launched_at=LAUNCHED_AT)
     except SweepError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
         ray.shutdown()
-
-    print_summary(outcome)
-    if outcome.transfer:
-        print_transfer(outcome.transfer)
-    print(f"\nresults: {outcome.experiment / 'results.csv'}")
-    print(f"tensorboard: tensorboard --logdir {outcome.experiment / 'tensorboard'}")
+    print(outcome.text())
     for error in outcome.errors:
         print(error, file=sys.stderr)  # "trial <name> failed: <message>"
     return 1 if outcome.errors else 0
 
 
-def _with_flags(space, args, resource_flags):
-    """The space with ``--set``, ``--data-root`` and the per-trial resource flags applied."""
+# flags only some kinds of space take (their ``launcher_flags``), and how each shows it was given
+_KIND_FLAGS = {"resume": lambda v: v, "patience": lambda v: v is not _UNSET, "workers_per_trial": _given,
+               "gpus_per_worker": _given, "cpus_per_worker": _given}
+# flags that set a field of the space itself (the rest go through --set as config fields)
+_SPACE_FIELD_FLAGS = ("gpus_per_trial", "cpus_per_trial", "gpus_per_worker", "cpus_per_worker", "patience")
+
+
+def _prepared_space(args, storage: str):
+    """The space as the trials will run it: loaded, the flags applied and, unless resumed, every
+    config and file checked and the driver's own work done (``space.prepare``), before Ray starts."""
+    if args.resume and (args.set or args.weights or args.data_root):
+        raise ValueError("--resume continues the sweep as it was started: drop --set, --weights and --data-root")
+    space = load_space(args.space)
+    refused = [name for name, given in _KIND_FLAGS.items()
+               if given(getattr(args, name)) and name not in space.launcher_flags]
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise ValueError(f"--space {args.space} is a {space.kind} space, which takes no {flags}")
+    space = _with_flags(space, args)
+    if args.resume:
+        return space  # the runner takes the space the experiment was started with
+    space = _resolve_weights(space, args.weights, storage)  # the embedded θ_p is pre-trained here once
+    check_files(space.validate())  # every config; weights, data, masks, rewind states read here (preflight.py)
+    return space.prepare(join_uri(storage, CACHE_DIR))  # where every node reads what it writes
+
+
+def _with_flags(space, args):
+    """The space with ``--set``, ``--data-root`` and the flags that set its own fields applied."""
     overrides = parse_overrides(args.set)
     if args.data_root:
         overrides["data_root"] = str(Path(args.data_root).resolve())
@@ -158,8 +162,9 @@ def _with_flags(space, args, resource_flags):
         if isinstance(overrides.get(key), str) and not is_uri(overrides[key]):
             overrides[key] = str(Path(overrides[key]).resolve())  # trials run elsewhere
     space = space.with_overrides(overrides)
-    resources = {flag: getattr(args, flag) for flag in resource_flags}
-    return dataclasses.replace(space, **{k: v for k, v in resources.items() if v is not None})
+    values = {flag: value for flag in _SPACE_FIELD_FLAGS  # given (--patience none gives None)
+              if (value := getattr(args, flag)) is not _UNSET and (value is not None or flag == "patience")}
+    return dataclasses.replace(space, **values)
 
 
 def _resolve_weights(space, weights, storage: str):
@@ -198,98 +203,6 @@ def _init_ray(ray, args) -> None:
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", **quiet)
     print(f"Ray: {ray.cluster_resources().get('CPU', 0):g} CPUs" + (f" at {args.address}" if args.address else ""),
           flush=True)
-
-
-def run_ablation(parser, args, space: TemperatureAblationSpace, storage: str, name: str) -> int:
-    """Table 2's temperature ablation: derive or take the upstream ticket (plain torch, before Ray
-    starts), then one trial per temperature (and seed) with fractional resources."""
-    if args.resume or args.patience is not _UNSET:
-        parser.error(f"--space {args.space} runs once, to the end: --resume and --patience do not apply")
-    try:
-        space = _with_flags(space, args, ("gpus_per_trial", "cpus_per_trial"))
-        space = _resolve_weights(space, args.weights, storage)
-        check_files(space.validate())  # every field and file, before the upstream ticket is derived or Ray starts
-        space = derive_upstream_mask(space, join_uri(storage, CACHE_DIR))  # where every node reads it
-        space.validate()
-    except ValueError as error:
-        parser.error(str(error))
-
-    import ray
-
-    from ray_lth.tune.ablation import run_temperature_ablation
-    from ray_lth.tune.sweep import SweepError
-
-    _init_ray(ray, args)
-    try:
-        outcome = run_temperature_ablation(space, storage, name)
-    except SweepError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    finally:
-        ray.shutdown()
-    print(f"\nupstream ticket: {space.mask_file}")
-    rows = [[r["temperature"], r["seed"], _pct(r["upstream_sparsity"]), _pct(r["sparsity"]),
-             _pct(r["simclr_metric"]), r["downstream_task"], _pct(r["accuracy"]), f"{r['seconds']:.0f}"]
-            for r in outcome.rows]
-    print(format_table(["temperature", "seed", "upstream sparsity %", "sparsity %", "simCLR metric %",
-                        "downstream", "accuracy %", "seconds"], rows))
-    print("\nTable 2: transfer accuracy of the simCLR tickets at each temperature")
-    print(format_temperature_table(outcome.table))
-    print(f"\nresults: {outcome.experiment / 'trials.csv'}, {outcome.experiment / 'temperature_table.csv'}")
-    for error in outcome.errors:
-        print(error, file=sys.stderr)  # "trial <name> failed: <message>"
-    return 1 if outcome.errors else 0
-
-
-def print_summary(outcome) -> None:
-    """Per group: what tells it apart, dense mean ± std, max matching sparsity; the arms in one
-    sentence; the trajectories stopped early; wall time and core utilisation."""
-    from ray_lth.tune.console import arms_sentence, stopped_sentence
-
-    fields = [k for k in outcome.summary[0] if k in outcome.group_fields] if outcome.summary else []
-    rows = [[s["group"], *[s[f] for f in fields], s["seeds"], f"{_pct(s['dense_mean'])} ± {_pct(s['dense_std'])}",
-             _pct(s["max_matching_sparsity"]), s["trials"], s["rounds_run"], s["epochs"]] for s in outcome.summary]
-    print("\n" + format_table(["group", *fields, "seeds", "dense mean ± std %", "max matching sparsity %", "trials",
-                               "rounds run", "epochs"], rows))
-    sentence = arms_sentence(outcome.summary)
-    if sentence:
-        print("\n" + sentence)
-    print(stopped_sentence(outcome.stopped_early))
-    t = outcome.timing
-    if t:
-        utilisation = "n/a" if t["core_utilisation"] is None else f"{t['core_utilisation']:.2f}"
-        print(f"wall time {_minutes(t['total_wall_s'])} (tuning {_minutes(t['tuning_wall_s'])}); core utilisation "
-              f"{utilisation} = {t['round_seconds']:.0f} s of rounds ÷ ({t['cores']:g} cores × "
-              f"{t['tuning_wall_s']:.0f} s)")
-
-
-def _minutes(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60} min {seconds % 60:02d} s"
-
-
-def print_transfer(transfer: dict) -> None:
-    if "search" in transfer:
-        rows = [[task, _pct(a.get("sparsity")), a.get("round"), a.get("seeds_at_boundary"), a.get("seeds_at_neighbour"),
-                 f"{a.get('fine_tunes')}/{a.get('exhaustive_fine_tunes')}", a["reason"]]
-                for task, a in transfer["search"].items()]
-        print("\nautomatic search (bisection over the upstream rounds, all seeds at the boundary):")
-        print(format_table(["task", "max matching sparsity %", "round", "seeds at boundary", "seeds past it",
-                            "fine-tunes (vs exhaustive)", "confidence"], rows))
-        return
-    if not transfer["rows"]:  # a perturbation-only space transfers to no downstream task
-        return
-    rows = [[r["task"], r["round"], _pct(r["sparsity"]), _pct(r["mean"]), r["seeds"],
-             {True: "yes", False: "no", None: "?"}[r["matching"]]] for r in transfer["rows"]]
-    print("\ntransferred tickets (m_P, θ_p), judged against each task's dense fine-tune:")
-    print(format_table(["task", "upstream round", "sparsity %", "mean metric %", "seeds", "matching"], rows))
-    for task, best in transfer["max_matching_by_task"].items():
-        print(f"max matching sparsity on {task}: {_pct(best)}")
-    print(f"max universal sparsity (matching on every task): {_pct(transfer['max_universal_sparsity'])}")
-
-
-def _pct(value) -> str:
-    return "none" if value is None else f"{100 * float(value):.2f}"
 
 
 if __name__ == "__main__":

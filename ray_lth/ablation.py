@@ -15,13 +15,15 @@ import statistics
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import ClassVar, Dict, List, Optional, Tuple
 
 from .config import ImpConfig
 from .imp import run_trajectory
 from .storage import is_file, join_uri, location
-from .trajectory_state import MASK_FILE, STATE_FILE, TrajectoryState
+from .experiment_layout import MASK_FILE, STATE_FILE
+from .trajectory_state import TrajectoryState
 from .masks import load_mask, read_mask_header, save_mask, sparsity
+from .resources import ResourceNeed, per_trial
 from .tasks.ssl import SIMCLR_OPTIONS, check_simclr_options
 
 TABLE2_TEMPERATURES = [0.1, 0.2, 0.5, 1.0, 2.0, 10.0, 20.0]
@@ -30,6 +32,11 @@ DOWNSTREAM_PREFIX = "downstream_"  # --set downstream_epochs=2 changes the fine-
 
 @dataclass(frozen=True)
 class TemperatureAblationSpace:
+    kind: ClassVar[str] = "temperature_ablation"
+    launcher_flags: ClassVar[Tuple[str, ...]] = ()  # runs once, to the end: no --resume, no --patience
+    group_fields: ClassVar[Tuple[str, ...]] = ("temperature",)
+    patience: ClassVar[Optional[int]] = None  # every trial runs to its end
+
     description: str
     upstream: Dict[str, object]  # ImpConfig fields of the simCLR round (model, schedule, dataset, ...)
     downstream: Dict[str, object]  # ImpConfig fields of the fine-tune (task, schedule, ...)
@@ -49,6 +56,25 @@ class TemperatureAblationSpace:
     @property
     def seeds_per_group(self) -> int:
         return len(self.seeds)
+
+    def needs_pretrained_weights(self) -> bool:
+        return True  # the simCLR round and the fine-tune start from θ_p
+
+    def prepare(self, cache_uri: str) -> "TemperatureAblationSpace":
+        """The space with its upstream ticket (``derive_upstream_mask``), checked again."""
+        space = derive_upstream_mask(self, cache_uri)
+        space.validate()
+        return space
+
+    def transfer_plan(self):
+        return None
+
+    def trial_resources(self) -> Dict[str, float]:
+        return per_trial(self.cpus_per_trial, self.gpus_per_trial)
+
+    def resource_needs(self) -> List[ResourceNeed]:
+        return [ResourceNeed("GPU", self.gpus_per_trial, "--gpus-per-trial"),
+                ResourceNeed("CPU", self.cpus_per_trial, "--cpus-per-trial")]
 
     def with_overrides(self, overrides: Dict[str, object]) -> "TemperatureAblationSpace":
         """``temperature=[..]`` and ``seed=[..]`` set the grid; ``mask_file``, ``mask_round`` and

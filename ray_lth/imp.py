@@ -27,7 +27,8 @@ from .rewind import (WRAPPER_PREFIX, CarriedState, apply_mask, capture_state, ca
 from .selection import epoch_selection
 from .tasks import TASKS, build_task, load_pretrained_heads, task_loading, wrap_for_training
 from .train import train_masked
-from .trajectory_state import REWIND_FILE, RewindReference, RoundRecord, TrajectoryState
+from .experiment_layout import REWIND_FILE
+from .trajectory_state import RewindReference, RoundRecord, TrajectoryState
 from .weights import keys_from_weights, load_pretrained, load_weights_only
 
 

@@ -1,150 +1,122 @@
-"""Sweep spaces as plain data: fixed values, grid axes, weights and per-trial resources.
+"""Every kind of experiment a ``search_spaces/`` module can return, behind one protocol, and the
+registry that maps a kind to its space class and its Ray runner.
 
-A module in ``search_spaces/`` returns a ``SweepSpace``; the launcher applies ``--set``
-overrides, and ``validate`` builds the ImpConfig of every grid point, so an invalid space is
-rejected with the field named *before* Ray starts. No Ray here: ``ray_lth.tune.sweep`` turns
-the grid into ``tune.grid_search``.
+Kinds: ``grid`` (``SweepSpace``: one IMP trajectory per grid point or Optuna sample),
+``transfer`` (``TransferSpace``: upstream IMP, then dependent fine-tunes of its masks) and
+``temperature_ablation`` (``TemperatureAblationSpace``: Table 2). A fourth kind is its space
+module (the protocol below), its runner under ``ray_lth/tune/`` and one line in ``SPACE_KINDS``.
+No Ray here: a runner is named by its import path and imported when the sweep starts.
 """
 
+import dataclasses
 import importlib
-import itertools
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, ClassVar, Dict, List, NamedTuple, Optional, Protocol, Tuple
 
 from .ablation import TemperatureAblationSpace
 from .config import ImpConfig
-from .matching import check_patience
+from .grid_space import SweepSpace
+from .registry import Registry
+from .resources import ResourceNeed
 from .storage import is_uri
-from .transfer import TransferSpace
+from .transfer import TransferPlan, TransferSpace
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 
 
-@dataclass(frozen=True)
-class SweepSpace:
+class Space(Protocol):
+    """What the launcher, the runners and the report use of a space; frozen dataclasses all."""
+
+    kind: ClassVar[str]  # its key in SPACE_KINDS, saved with the experiment
+    launcher_flags: ClassVar[Tuple[str, ...]]  # launchers/sweep.py flags it takes beyond the common ones
     description: str
-    fixed: Dict[str, object]
-    grid: Dict[str, list] = field(default_factory=lambda: {"seed": [0, 1, 2]})
-    weights: str = "embedded"  # "embedded" (pre-trained here, cached), "required" (--weights) or "none"
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    # a data-parallel trial (workers_per_trial > 1 in fixed) reserves almost nothing itself; each of
-    # its Ray Train workers holds these
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-    # pruned rounds in a row whose seed-mean fails to match before the group stops; None: never,
-    # every round runs (the authors' protocol); a paper figure needs >= 2 or None (matching.py)
-    patience: Optional[int] = 1
-    # Optuna: field -> ("loguniform"|"uniform", low, high) or ("choice", [values]); searched by
-    # OptunaSearch for ``num_samples`` trials, maximising ``objective`` (a key every result carries)
-    sample: Dict[str, tuple] = field(default_factory=dict)
-    num_samples: int = 1
-    objective: str = "own_max_matching_sparsity"
+    weights: str  # "embedded" (pre-trained here, cached), "required" (--weights) or "none"
+    cpus_per_trial: float
+    gpus_per_trial: float
 
     @property
-    def seeds_per_group(self) -> int:
-        return len(self.grid.get("seed", [self.fixed.get("seed", 0)]))
+    def model(self) -> str: ...
 
     @property
-    def group_fields(self) -> List[str]:
-        """The fields that tell the groups apart (grid axes other than the seed, sampled fields)."""
-        return [k for k, v in self.grid.items() if k != "seed" and len(v) > 1] + sorted(self.sample)
+    def seeds_per_group(self) -> int: ...
 
-    @property
-    def workers_per_trial(self) -> int:
-        return int(self.fixed.get("workers_per_trial", 1))
-
-    @property
-    def model(self) -> str:
-        return str(self.fixed.get("model", "resnet20"))
-
-    def with_overrides(self, overrides: Dict[str, object]) -> "SweepSpace":
-        """``--set`` values: a list becomes a grid axis, anything else a fixed value."""
-        fixed, grid = dict(self.fixed), dict(self.grid)
-        for key, value in overrides.items():
-            fixed.pop(key, None)
-            grid.pop(key, None)
-            if isinstance(value, list) and key != "milestones":
-                grid[key] = value
-            else:
-                fixed[key] = value
-        return replace(self, fixed=fixed, grid=grid)
-
-    def configs(self) -> List[dict]:
-        keys = list(self.grid)
-        return [{**self.fixed, **dict(zip(keys, values))} for values in itertools.product(*self.grid.values())]
+    def with_overrides(self, overrides: Dict[str, object]) -> "Space":
+        """``--set`` values applied."""
 
     def validate(self) -> List[ImpConfig]:
-        for key, values in self.grid.items():
-            if not isinstance(values, list) or not values:
-                raise ValueError(f"grid axis {key!r} must be a non-empty list, got {values!r}")
-        if not 0 < self.cpus_per_trial:
-            raise ValueError(f"cpus_per_trial must be > 0, got {self.cpus_per_trial}")
-        if self.gpus_per_trial < 0:
-            raise ValueError(f"gpus_per_trial must be >= 0, got {self.gpus_per_trial}")
-        check_patience(self.patience)
-        if "workers_per_trial" in self.grid or "workers_per_trial" in self.sample:
-            raise ValueError("workers_per_trial is one value for the whole sweep (every trial reserves its workers "
-                             "alike): give it as a fixed value, e.g. --workers-per-trial 2")
-        if not 0 < self.cpus_per_worker:
-            raise ValueError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker}")
-        if self.gpus_per_worker < 0:
-            raise ValueError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
-        if self.workers_per_trial > 1 and self.fixed.get("task") == "simclr" and self.gpus_per_worker == 0:
-            raise ValueError("task 'simclr' over several workers synchronises BatchNorm over the global batch, which "
-                             "torch runs on GPUs only: give --gpus-per-worker")
-        if self.sample and any(len(v) > 1 for v in self.grid.values()):
-            raise ValueError(f"an Optuna space samples {sorted(self.sample)}: it takes no grid axes, got {sorted(self.grid)}")
-        if self.sample and self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
-        configs = self.configs()
-        for key, spec in self.sample.items():  # every bound and choice must make a valid config
-            configs += [{**configs[0], key: value} for value in _sample_extremes(key, spec)]
-        return [ImpConfig.from_dict(config) for config in configs]
+        """Every trial's configs; raises ValueError naming a bad field (before Ray starts)."""
+
+    def needs_pretrained_weights(self) -> bool:
+        """False when every trial starts from θ_0 (rewind=init): then no θ_p is needed."""
+
+    def prepare(self, cache_uri: str) -> "Space":
+        """Driver-side work before Ray starts (e.g. the ablation's upstream ticket); ``cache_uri``
+        is where every node can read what it writes."""
+
+    def transfer_plan(self) -> Optional[TransferPlan]:
+        """The dependent-trial plan of a transfer, None for the other kinds."""
+
+    def trial_resources(self) -> Dict[str, float]:
+        """What one trial reserves (``tune.with_resources``)."""
+
+    def resource_needs(self) -> List[ResourceNeed]:
+        """What one trial needs in all, its workers included."""
 
 
-SAMPLE_KINDS = ("loguniform", "uniform", "choice")
+class SpaceKind(NamedTuple):
+    space: type
+    runner: str  # "module:function": runner(space, storage, name, *, resume, verbose, launched_at)
 
 
-def _sample_extremes(key: str, spec) -> list:
-    if not isinstance(spec, (tuple, list)) or not spec or spec[0] not in SAMPLE_KINDS:
-        raise ValueError(f"sample[{key!r}] must be (kind, ...) with kind in {list(SAMPLE_KINDS)}, got {spec!r}")
-    if spec[0] == "choice":
-        if len(spec) != 2 or not isinstance(spec[1], (list, tuple)) or not spec[1]:
-            raise ValueError(f"sample[{key!r}] = ('choice', [values]) needs a non-empty list, got {spec!r}")
-        return list(spec[1])
-    if len(spec) != 3 or not spec[1] < spec[2] or (spec[0] == "loguniform" and spec[1] <= 0):
-        raise ValueError(f"sample[{key!r}] = ({spec[0]!r}, low, high) needs 0 < low < high for loguniform, "
-                         f"low < high for uniform; got {spec!r}")
-    return [spec[1], spec[2]]
+SPACE_KINDS: Registry[SpaceKind] = Registry("kind of space")
+for _kind in (SpaceKind(SweepSpace, "ray_lth.tune.sweep:run_grid"),
+              SpaceKind(TransferSpace, "ray_lth.tune.sweep:run_transfer"),
+              SpaceKind(TemperatureAblationSpace, "ray_lth.tune.ablation:run_ablation")):
+    SPACE_KINDS.register(_kind.space.kind)(_kind)
+
+
+def runner_of(space: Space) -> Callable:
+    module, function = SPACE_KINDS.get(space.kind).runner.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def space_to_json(space: Space) -> dict:
+    return {"kind": space.kind, "space": dataclasses.asdict(space)}
+
+
+def space_from_json(saved: dict) -> Space:
+    return SPACE_KINDS.get(saved["kind"]).space(**saved["space"])
 
 
 def space_names() -> List[str]:
     return sorted(p.stem for p in SPACES_DIR.glob("*.py") if not p.stem.startswith("_"))
 
 
-def load_space(name: str):
-    """The space of ``search_spaces/<name>.py``: a SweepSpace, a TransferSpace or a TemperatureAblationSpace."""
+def load_space(name: str) -> Space:
+    """The space of ``search_spaces/<name>.py``."""
     if name not in space_names():
         raise ValueError(f"No such search space: {name!r}; choose one of {space_names()} (files in {SPACES_DIR})")
-    module = importlib.import_module(f"search_spaces.{name}")
-    space = module.space()
-    if not isinstance(space, (SweepSpace, TransferSpace, TemperatureAblationSpace)):
-        raise ValueError(f"search_spaces/{name}.py: space() must return a SweepSpace, TransferSpace or "
-                         f"TemperatureAblationSpace, got {type(space).__name__}")
+    space = importlib.import_module(f"search_spaces.{name}").space()
+    kinds = {entry: SPACE_KINDS.get(entry).space for entry in SPACE_KINDS.names()}
+    if getattr(space, "kind", None) not in kinds or not isinstance(space, kinds[space.kind]):
+        raise ValueError(f"search_spaces/{name}.py: space() must return one of "
+                         f"{sorted(cls.__name__ for cls in kinds.values())}, got {type(space).__name__}")
     return space
 
 
-def resolve_weights(space, weights: Optional[str], cache_dir: Path):
+def resolve_weights(space: Space, weights: Optional[str], cache_dir: Optional[Path]) -> Space:
     """Fill in the ``weights`` field: the user's file, or the embedded θ_p (pre-trained once)."""
     if weights:
         # a URI as given (its options too): every node reads it through the storage layer
         return space.with_overrides({"weights": weights if is_uri(weights) else str(Path(weights).resolve())})
-    if space.weights == "required" and space.fixed.get("rewind") != "init":  # θ_0 runs need no θ_p
+    if space.weights == "required" and space.needs_pretrained_weights():
         raise ValueError(f"this space needs pre-trained weights: pass --weights FILE ({space.description})")
     if space.weights == "embedded":
         from .pretrain import embedded_weights
 
         return space.with_overrides({"weights": str(embedded_weights(space.model, cache_dir))})
     return space
+
+
+__all__ = ["SPACE_KINDS", "Space", "SpaceKind", "SweepSpace", "TemperatureAblationSpace", "TransferSpace",
+           "load_space", "resolve_weights", "runner_of", "space_from_json", "space_names", "space_to_json"]

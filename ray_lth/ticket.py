@@ -25,7 +25,8 @@ from torch import nn
 
 from .config import ImpConfig
 from .imp import _INIT, load_theta_p, round_generator, start_backbone
-from .trajectory_state import MASK_FILE, STATE_FILE, RewindReference
+from .experiment_layout import MASK_FILE, STATE_FILE
+from .trajectory_state import RewindReference
 from .masks import (Mask, MaskFileError, check_compatible, count_kept, count_total, load_mask, mask_digest,
                     read_mask_header, save_mask)
 from .models import build_model, get_model_spec, prunable_parameters

@@ -29,15 +29,12 @@ from typing import Dict, List, Optional, Union
 
 import torch
 
+from .experiment_layout import CARRIED_FILE, MASK_FILE, REWIND_FILE, STATE_FILE
 from .masks import Mask, load_mask, save_mask
 from .rewind import CarriedState, backbone_state, state_digest
 from .storage import Location, location
 from .weights import file_sha256
 
-STATE_FILE = "trajectory.json"
-MASK_FILE = "mask_round_{:02d}.rlthmask"
-REWIND_FILE = "rewind_state.pt"  # θ_k% (rewind "early"); the name dependent trials pass as rewind_file
-CARRIED_FILE = "carried_round_{:02d}.pt"
 
 Folder = Union[str, Path, Location]
 

@@ -9,7 +9,7 @@ No Ray here: ``ray_lth.tune.dependency`` runs the plan.
 """
 
 from dataclasses import dataclass, field, replace
-from typing import Dict, List
+from typing import ClassVar, Dict, List, Tuple
 
 from .config import ImpConfig
 from .tasks import TASKS, task_options
@@ -17,6 +17,7 @@ from .boundary import BoundarySearch
 from .matching import MatchingTracker, dense_band, is_matching, is_universal
 from .naming import group_name
 from .perturbation import MASK_PERTURBATIONS
+from .resources import ResourceNeed, per_trial
 
 TASK_SPECIFIC_REWINDS = ("pretrained", "init", "early")
 SEARCHES = ("exhaustive", "bisect")
@@ -54,6 +55,10 @@ def _applicable(overrides: Dict[str, object], task: str) -> Dict[str, object]:
 
 @dataclass(frozen=True)
 class TransferSpace:
+    kind: ClassVar[str] = "transfer"
+    launcher_flags: ClassVar[Tuple[str, ...]] = ("resume", "patience")
+    group_fields: ClassVar[Tuple[str, ...]] = ("task", "mask_label")  # what tells the plan's groups apart
+
     description: str
     upstream: Dict[str, object]  # ImpConfig fields of IMP on the pre-training task
     downstream: Dict[str, Dict[str, object]]  # task -> its fine-tune settings (schedule, epochs, ...)
@@ -81,6 +86,22 @@ class TransferSpace:
     @property
     def model(self) -> str:
         return str(self.upstream.get("model", "resnet20"))
+
+    def needs_pretrained_weights(self) -> bool:
+        return True  # every transferred ticket is fine-tuned from θ_p
+
+    def prepare(self, cache_uri: str) -> "TransferSpace":
+        return self
+
+    def transfer_plan(self) -> "TransferPlan":
+        return self.plan()
+
+    def trial_resources(self) -> Dict[str, float]:
+        return per_trial(self.cpus_per_trial, self.gpus_per_trial)
+
+    def resource_needs(self) -> List[ResourceNeed]:
+        return [ResourceNeed("GPU", self.gpus_per_trial, "--gpus-per-trial"),
+                ResourceNeed("CPU", self.cpus_per_trial, "--cpus-per-trial")]
 
     def with_overrides(self, overrides: Dict[str, object]) -> "TransferSpace":
         """``--set`` for a transfer space: ``seed=[..]`` sets the seeds, ``rounds=[..]`` the

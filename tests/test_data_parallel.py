@@ -291,11 +291,9 @@ def _dp_space(weights, **resources):
 
 
 def test_a_data_parallel_trial_reserves_next_to_nothing_and_the_space_is_checked(resnet8_weights):
-    from ray_lth.tune.sweep import trial_resources
-
     space = _dp_space(resnet8_weights, cpus_per_trial=4, gpus_per_trial=1)
-    assert trial_resources(space) == {"cpu": 0.01, "gpu": 0}  # its workers hold the rest
-    assert trial_resources(_dp_space(resnet8_weights).with_overrides({"workers_per_trial": 1})) == {"cpu": 1.0,
+    assert space.trial_resources() == {"cpu": 0, "gpu": 0, "memory": 1}  # its workers hold the rest
+    assert _dp_space(resnet8_weights).with_overrides({"workers_per_trial": 1}).trial_resources() == {"cpu": 1.0,
                                                                                                     "gpu": 0.0}
     assert [c.workers_per_trial for c in space.validate()] == [2]
     with pytest.raises(ValueError, match="workers_per_trial is one value for the whole sweep"):
@@ -306,9 +304,14 @@ def test_a_data_parallel_trial_reserves_next_to_nothing_and_the_space_is_checked
 
 def test_trials_whose_workers_can_never_be_placed_are_refused_before_any_trial(ray_cluster, resnet8_weights,
                                                                               tmp_path):
-    from ray_lth.tune.sweep import SweepError, run_sweep
+    import ray
 
-    with pytest.raises(SweepError, match=r"2 workers of 1 CPU \(and itself 0.01 CPU\): 2.01 CPU in all"):
-        run_sweep(_dp_space(resnet8_weights, cpus_per_worker=1), tmp_path, "toolarge", verbose=0)
-    with pytest.raises(SweepError, match="2 workers of 0.5 GPU.*--gpus-per-worker"):
+    from ray_lth.tune.sweep import SweepError, check_resources, run_sweep
+
+    # two workers of one CPU each fit a 2-CPU cluster: the trial itself reserves no CPU (resources.py)
+    assert ray.cluster_resources()["CPU"] == 2
+    check_resources(_dp_space(resnet8_weights, cpus_per_worker=1))
+    with pytest.raises(SweepError, match=r"needs 3 CPU \(2 workers × --cpus-per-worker\) but the Ray cluster has 2"):
+        run_sweep(_dp_space(resnet8_weights, cpus_per_worker=1.5), tmp_path, "toolarge", verbose=0)
+    with pytest.raises(SweepError, match=r"needs 1 GPU \(2 workers × --gpus-per-worker\)"):
         run_sweep(_dp_space(resnet8_weights, gpus_per_worker=0.5), tmp_path, "nogpu", verbose=0)

@@ -99,7 +99,7 @@ def _resource_probe(config):
 
 
 def test_the_grid_runs_seven_trials_with_fractional_resources(ray_cluster, resnet8_weights, tmp_path):
-    from ray_lth.tune.ablation import ablation_trainable, run_temperature_ablation, trial_resources
+    from ray_lth.tune.ablation import ablation_trainable, run_temperature_ablation
     from ray import tune
 
     from ray import cloudpickle
@@ -116,5 +116,5 @@ def test_the_grid_runs_seven_trials_with_fractional_resources(ray_cluster, resne
     assert [r["accuracy_mean"] for r in outcome.table] == pytest.approx([1 / (1 + t) for t in TABLE2_TEMPERATURES])
     # on a GPU machine a quarter GPU per trial: four trials share one; the request Tune receives
     gpu_space = dataclasses.replace(space, gpus_per_trial=0.25)
-    request = tune.with_resources(ablation_trainable, trial_resources(gpu_space))._resources  # Tune's own record
+    request = tune.with_resources(ablation_trainable, gpu_space.trial_resources())._resources  # Tune's own record
     assert request.required_resources == {"CPU": 0.25, "GPU": 0.25}

@@ -30,19 +30,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from .. import experiment_layout as layout
+from ..experiment_layout import REPORT_DIR
 from ..masks import MaskFileError, load_mask, read_mask_header
 from ..masks import sparsity as mask_sparsity
 from ..matching import DenseBand, MatchingTracker, answer_scope, dense_band
 from ..naming import REWIND_SYMBOLS, rewind_point
+from ..spaces import space_from_json
 from ..storage import Location, location
 from .curves import CurvePoint, curve_from_rows, matching_boundary
 from .kernels import zero_kernel_counts
 from .plots import plot_curves, plot_kernel_heatmaps, plot_series, plot_similarity_matrix
 from .similarity import relative_similarity, similarity_matrix
 
-REPORT_DIR = "report"
 HEATMAP_SPARSITY = 0.7903  # Figure 7's sparsity (7 rounds of 20 %)
-_MASK = "mask_round_{:02d}.rlthmask"
 _MAX_TRIALS = 12  # similarity matrix size; more is unreadable
 
 
@@ -81,40 +82,32 @@ def read_rows(path: Path) -> List[dict]:
 def _trial_configs(folder: Path, rows: List[dict]) -> Dict[str, dict]:
     configs = {}
     for name in sorted({r["trial_name"] for r in rows}):
-        params = folder / name / "params.json"
+        params = folder / name / layout.PARAMS_FILE
         if params.is_file():
             configs[name] = json.loads(params.read_text())
     return configs
 
 
-def _plan(folder: Path):
-    space_file = folder / "ray_lth_space.json"
-    if not space_file.is_file():
-        return None
-    saved = json.loads(space_file.read_text())
-    if saved.get("kind") != "transfer":
-        return None
-    from ..transfer import TransferSpace
+def _saved_space(folder: Path):
+    """The space the experiment was started with (its space file), None without one."""
+    space_file = folder / layout.SPACE_FILE
+    return space_from_json(json.loads(space_file.read_text())) if space_file.is_file() else None
 
-    return TransferSpace(**saved["space"]).plan()
+
+def _plan(folder: Path):
+    space = _saved_space(folder)
+    return space.transfer_plan() if space is not None else None
 
 
 def _answer_scopes(folder: Path, rows: List[dict], plan) -> Dict[str, str]:
     """group -> what its maximum matching sparsity covers (``matching.answer_scope``): replays the
     sweep's stopping rule (its ``patience``, from the space file) on results.csv; a group stopped
     before the last round its trials were given answers only up to its first failing boundary."""
-    space_file = folder / "ray_lth_space.json"
-    if not space_file.is_file():
+    space = _saved_space(folder)
+    if space is None:
         return {}
-    saved = json.loads(space_file.read_text())
-    if saved.get("kind") == "transfer":
-        seeds, patience = len(saved["space"].get("seeds", [0])), saved["space"].get("patience")
-    else:
-        from ..spaces import SweepSpace
-
-        space = SweepSpace(**saved["space"])
-        seeds, patience = space.seeds_per_group, space.patience
-    tracker = MatchingTracker(seeds, patience, plan.references if plan else None)
+    patience = space.patience
+    tracker = MatchingTracker(space.seeds_per_group, patience, plan.references if plan else None)
     for r in rows:
         tracker.add(r["group"], r["trial_name"], int(r["round"]), float(r["sparsity"]), float(r["metric"]))
     configs = _trial_configs(folder, rows)
@@ -137,7 +130,7 @@ def _ticket_stem(label: str) -> Optional[int]:
 def load_series(folder: Path, prefix: str = "") -> tuple:
     """(series, rows, plan) of one experiment folder."""
     folder = Path(folder)
-    rows = read_rows(folder / "results.csv")
+    rows = read_rows(folder / layout.RESULTS_FILE)
     configs = _trial_configs(folder, rows)
     plan = _plan(folder)
     by_group: Dict[str, List[dict]] = {}
@@ -221,10 +214,10 @@ def _prunable_total(series: Series) -> int:
     """Prunable weights of the series' model, from any mask file of it (header only)."""
     folder = series.experiment
     for trial in series.trials:
-        path = folder / trial / "trajectory" / _MASK.format(0)
+        path = layout.mask_path(folder, trial, 0)
         if path.is_file():
             return int(read_mask_header(path)["total"])
-    for params in folder.glob("*/params.json"):
+    for params in folder.glob(f"*/{layout.PARAMS_FILE}"):
         config = json.loads(params.read_text())
         if config.get("model") == series.model and config.get("mask_file") and Path(config["mask_file"]).is_file():
             return int(read_mask_header(config["mask_file"])["total"])
@@ -259,7 +252,7 @@ def _trial_masks(series: Series, trial: str, rows: List[dict]) -> Dict[int, dict
     finished = sorted({int(r["round"]) for r in rows if r["trial_name"] == trial})
     masks = {}
     for k in finished:
-        path = series.experiment / trial / "trajectory" / _MASK.format(k)
+        path = layout.mask_path(series.experiment, trial, k)
         try:
             masks[k] = load_mask(path)
         except MaskFileError:
@@ -288,27 +281,66 @@ def _local_copy(experiment: Location, folder: Path) -> Path:
     file, each trial's params.json and round masks; a local experiment is read where it is."""
     if experiment.is_local:
         return experiment.local_path
-    results = experiment / "results.csv"
+    results = experiment / layout.RESULTS_FILE
     if not results.exists():
-        raise ValueError(f"{results}: no results.csv; is this an experiment written by launchers/sweep.py?")
+        raise ValueError(f"{results}: no {layout.RESULTS_FILE}; is this an experiment written by launchers/sweep.py?")
     folder.mkdir(parents=True)
-    (folder / "results.csv").write_bytes(results.read_bytes())
-    if (experiment / "ray_lth_space.json").exists():
-        (folder / "ray_lth_space.json").write_bytes((experiment / "ray_lth_space.json").read_bytes())
-    for trial in sorted({row["trial_name"] for row in read_rows(folder / "results.csv")}):
-        (folder / trial / "trajectory").mkdir(parents=True)
-        if (experiment / trial / "params.json").exists():
-            (folder / trial / "params.json").write_bytes((experiment / trial / "params.json").read_bytes())
-        trajectory = experiment / trial / "trajectory"
-        for name in trajectory.list():
-            if name.startswith(_MASK.split("{")[0]):
-                (folder / trial / "trajectory" / name).write_bytes((trajectory / name).read_bytes())
+    _copy(experiment, folder, layout.RESULTS_FILE)
+    _copy(experiment, folder, layout.SPACE_FILE)
+    for trial in sorted({row["trial_name"] for row in read_rows(folder / layout.RESULTS_FILE)}):
+        layout.trajectory_dir(folder, trial).mkdir(parents=True)
+        _copy(experiment / trial, folder / trial, layout.PARAMS_FILE)
+        for name in layout.trajectory_dir(experiment, trial).list():
+            if name.startswith(layout.MASK_PREFIX):
+                _copy(layout.trajectory_dir(experiment, trial), layout.trajectory_dir(folder, trial), name)
     return folder
 
 
+def _copy(source: Location, folder: Path, name: str) -> None:
+    if (source / name).exists():
+        (folder / name).write_bytes((source / name).read_bytes())
 
-def _max_matching_section(experiment: Path, series: List[Series], rows: List[dict], plan,
-                          all_rows: Dict[Path, List[dict]], out: Path) -> str:
+
+@dataclass
+class Section:
+    """One part of the report: a markdown table and/or figures written into ``report/``."""
+
+    table: Optional[str] = None
+    figures: List[tuple] = field(default_factory=list)  # (title, file name in report/)
+
+
+def curves_section(series: List[Series], out: Path) -> Section:
+    """Per task: metric vs sparsity of every series, the perturbation baselines per rewind point
+    (Figure 8), and the curves over the remaining-weight count when several models meet."""
+    figures = []
+    for task in sorted({s.task for s in series}):
+        in_task = [s for s in series if s.task == task]
+        curves = {s.label: s.points for s in in_task}
+        bands = {s.label: s.band for s in in_task}
+        distinct = {b for b in bands.values() if b is not None}
+        common = distinct.pop() if len(distinct) == 1 else None
+        name = f"curves_{_slug(task)}.png"
+        plot_curves(curves, out / name, f"{task}: metric vs sparsity (mean ± std over seeds)", band=common,
+                    bands=bands)
+        figures.append((f"{task}: metric vs sparsity", name))
+        for rewind in sorted({s.rewind for s in in_task if s.perturbation}):  # m against m_r, m^c, m + Δm
+            chosen = [s for s in in_task if s.rewind == rewind]
+            name = f"perturbations_{_slug(task)}_{rewind}.png"
+            plot_curves({s.label: s.points for s in chosen}, out / name,
+                        f"{task}: IMP mask vs perturbed masks, all from {_theta(rewind)}",
+                        band=chosen[0].band, bands={s.label: s.band for s in chosen})
+            figures.append((f"{task}: perturbation baselines from {_theta(rewind)}", name))
+        if len({s.model for s in in_task}) > 1:
+            remaining = {s.label: _prunable_total(s) for s in in_task}
+            name = f"curves_{_slug(task)}_remaining.png"
+            plot_curves(curves, out / name, f"{task}: metric vs remaining weights", band=common, bands=bands,
+                        remaining=remaining)
+            figures.append((f"{task}: metric vs number of remaining weights", name))
+    return Section(figures=figures)
+
+
+def max_matching_section(experiment: Path, series: List[Series], rows: List[dict], plan,
+                         all_rows: Dict[Path, List[dict]], out: Path) -> Section:
     """The maximum matching sparsity per series (``max_matching.csv`` and its markdown table), with
     what it covers where a group stopped early and the rewind scope its rounds ran."""
     answer_scopes = _answer_scopes(experiment, rows, plan)
@@ -326,97 +358,70 @@ def _max_matching_section(experiment: Path, series: List[Series], rows: List[dic
                               "round": best.round if best else None, "metric_there": best.mean if best else None,
                               "covers": covers})
     _write_csv(out / "max_matching.csv", matching_rows)
-    return ("## Maximum matching sparsity\n\nLargest sparsity whose mean over every seed is ≥ dense mean − std "
-                  "(footnote 7); `round` is the IMP round (for transferred tickets, the upstream round). `covers`: "
-                  "a group stopped by its `patience` failing rounds in a row answers only up to that first "
-                  "boundary (a later recovery was never trained); `--patience none` runs every round, as the "
-                  "authors. `rewind_scope`: what rounds restored from the rewind point, "
-                  "the rest carried over trained.\n\n" +
-                  _markdown_table([{**r, "dense %": f"{_pct(r['dense_mean'])} ± {_pct(r['dense_std'])}",
-                                    "max matching sparsity %": _pct(r["max_matching_sparsity"]),
-                                    "metric there %": _pct(r["metric_there"]),
-                                    "round": "—" if r["round"] is None else r["round"]} for r in matching_rows],
-                                  ["series", "task", "rewind_scope", "seeds", "dense %", "max matching sparsity %", "round",
-                                   "metric there %", "covers"]))
+    return Section("## Maximum matching sparsity\n\nLargest sparsity whose mean over every seed is ≥ dense mean − std "
+                   "(footnote 7); `round` is the IMP round (for transferred tickets, the upstream round). `covers`: "
+                   "a group stopped by its `patience` failing rounds in a row answers only up to that first "
+                   "boundary (a later recovery was never trained); `--patience none` runs every round, as the "
+                   "authors. `rewind_scope`: what rounds restored from the rewind point, "
+                   "the rest carried over trained.\n\n" +
+                   _markdown_table([{**r, "dense %": f"{_pct(r['dense_mean'])} ± {_pct(r['dense_std'])}",
+                                     "max matching sparsity %": _pct(r["max_matching_sparsity"]),
+                                     "metric there %": _pct(r["metric_there"]),
+                                     "round": "—" if r["round"] is None else r["round"]} for r in matching_rows],
+                                   ["series", "task", "rewind_scope", "seeds", "dense %", "max matching sparsity %",
+                                    "round", "metric there %", "covers"]))
 
 
-def _write_report(experiment: Path, compare: Sequence[Path], shown: str, compare_shown: Sequence[str]) -> Path:
-    """The report of local folders, into ``<experiment>/report/``; ``shown``: how README.md names them."""
-    out = experiment / REPORT_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    series, rows, plan = load_series(experiment)
-    all_rows = {experiment: rows}
-    for other in compare:
-        more, other_rows, _ = load_series(other, prefix=f"{other.name}: ")
-        series += more
-        all_rows[other] = other_rows
-    figures: List[tuple] = []  # (title, file name)
-    tables: List[str] = []
+def universal_section(rows: List[dict], plan, out: Path) -> Section:
+    """A transfer's universal sparsity (``universal.csv``): per upstream round, each task's verdict."""
+    if plan is None or not plan.dense_groups:
+        return Section()
+    from ..transfer import transfer_verdicts
 
-    # curves per task, and over the remaining-weight count when several models meet
-    for task in sorted({s.task for s in series}):
-        in_task = [s for s in series if s.task == task]
-        curves = {s.label: s.points for s in in_task}
-        bands = {s.label: s.band for s in in_task}
-        distinct = {b for b in bands.values() if b is not None}
-        common = distinct.pop() if len(distinct) == 1 else None
-        name = f"curves_{_slug(task)}.png"
-        plot_curves(curves, out / name, f"{task}: metric vs sparsity (mean ± std over seeds)", band=common,
-                    bands=bands)
-        figures.append((f"{task}: metric vs sparsity", name))
-        if any(s.perturbation for s in in_task):  # Figure 8: per rewind point, m against m_r, m^c, m + Δm
-            for rewind in sorted({s.rewind for s in in_task if s.perturbation}):
-                chosen = [s for s in in_task if s.rewind == rewind]
-                name = f"perturbations_{_slug(task)}_{rewind}.png"
-                plot_curves({s.label: s.points for s in chosen}, out / name,
-                            f"{task}: IMP mask vs perturbed masks, all from {_theta(rewind)}",
-                            band=chosen[0].band, bands={s.label: s.band for s in chosen})
-                figures.append((f"{task}: perturbation baselines from {_theta(rewind)}", name))
-        if len({s.model for s in in_task}) > 1:
-            remaining = {s.label: _prunable_total(s) for s in in_task}
-            name = f"curves_{_slug(task)}_remaining.png"
-            plot_curves(curves, out / name, f"{task}: metric vs remaining weights", band=common, bands=bands,
-                        remaining=remaining)
-            figures.append((f"{task}: metric vs number of remaining weights", name))
+    tracker = MatchingTracker(len(plan.seeds), 1, plan.references)
+    for r in rows:
+        tracker.add(r["group"], r["trial_name"], int(r["round"]), float(r["sparsity"]), float(r["metric"]))
+    verdicts = transfer_verdicts(tracker, plan, plan.rounds)
+    universal = []
+    for k in plan.rounds:
+        entries = [v for v in verdicts["rows"] if v["round"] == k]
+        row = {"upstream_round": k, "sparsity": next((v["sparsity"] for v in entries if v["sparsity"] is not None), None)}
+        for v in entries:
+            row[v["task"]] = {True: "yes", False: "no", None: "?"}[v["matching"]]
+            row[f"{v['task']}_mean"] = v["mean"]
+        row["universal"] = "yes" if entries and all(v["matching"] for v in entries) else "no"
+        universal.append(row)
+    _write_csv(out / "universal.csv", universal)
+    tasks = list(plan.dense_groups)
+    return Section("## Universal sparsity (transferred tickets)\n\n" + _markdown_table(
+        [{**r, "sparsity %": _pct(r["sparsity"]), **{f"{t} mean %": _pct(r.get(f"{t}_mean")) for t in tasks}}
+         for r in universal],
+        ["upstream_round", "sparsity %"] + [c for t in tasks for c in (f"{t} mean %", t)] + ["universal"]) +
+        f"\n\nMaximum universal sparsity (matching on every task): {_pct(verdicts['max_universal_sparsity'])} %; "
+        f"per task: " + ", ".join(f"{t} {_pct(v)} %" for t, v in verdicts["max_matching_by_task"].items()))
 
-    tables.append(_max_matching_section(experiment, series, rows, plan, all_rows, out))
 
-    if plan is not None and plan.dense_groups:
-        from ..transfer import transfer_verdicts
-
-        tracker = MatchingTracker(len(plan.seeds), 1, plan.references)
-        for r in rows:
-            tracker.add(r["group"], r["trial_name"], int(r["round"]), float(r["sparsity"]), float(r["metric"]))
-        verdicts = transfer_verdicts(tracker, plan, plan.rounds)
-        universal = []
-        for k in plan.rounds:
-            entries = [v for v in verdicts["rows"] if v["round"] == k]
-            row = {"upstream_round": k, "sparsity": next((v["sparsity"] for v in entries if v["sparsity"] is not None), None)}
-            for v in entries:
-                row[v["task"]] = {True: "yes", False: "no", None: "?"}[v["matching"]]
-                row[f"{v['task']}_mean"] = v["mean"]
-            row["universal"] = "yes" if entries and all(v["matching"] for v in entries) else "no"
-            universal.append(row)
-        _write_csv(out / "universal.csv", universal)
-        tasks = list(plan.dense_groups)
-        tables.append("## Universal sparsity (transferred tickets)\n\n" + _markdown_table(
-            [{**r, "sparsity %": _pct(r["sparsity"]),
-              **{f"{t} mean %": _pct(r.get(f"{t}_mean")) for t in tasks}} for r in universal],
-            ["upstream_round", "sparsity %"] + [c for t in tasks for c in (f"{t} mean %", t)] + ["universal"]) +
-            f"\n\nMaximum universal sparsity (matching on every task): {_pct(verdicts['max_universal_sparsity'])} %; "
-            f"per task: " + ", ".join(f"{t} {_pct(v)} %" for t, v in verdicts["max_matching_by_task"].items()))
-
-    # mask analyses over the IMP trials (Figure 6 and 7)
-    imp = [s for s in series if s.kind == "imp" and s.trials]
+def imp_masks(series: List[Series], all_rows: Dict[Path, List[dict]]) -> tuple:
+    """({"<series> seed<k>": {round: mask}}, {that label: model}) of every IMP trial."""
     masks: Dict[str, Dict[int, dict]] = {}
-    mask_models: Dict[str, str] = {}
-    for s in imp:
+    models: Dict[str, str] = {}
+    for s in series:
+        if s.kind != "imp":
+            continue
         for trial in s.trials:
             label = f"{s.label} seed{trial.rsplit('seed', 1)[-1]}"
             masks[label] = _trial_masks(s, trial, all_rows[s.experiment])
-            mask_models[label] = s.model
-    kernel_rows, zero_series = [], {}
-    for s in imp:
+            models[label] = s.model
+    return masks, models
+
+
+def zero_kernels_section(series: List[Series], masks: Dict[str, Dict[int, dict]], out: Path) -> Section:
+    """Figure 6 (completely pruned kernels vs sparsity, first seed of each IMP series) and Figure 7
+    (a kernel heatmap at the round closest to 79.03 % sparsity)."""
+    kernel_rows, zero_series, figures = [], {}, []
+    for s in series:
+        if s.kind != "imp" or not s.trials:
+            continue
         first = masks[f"{s.label} seed{s.trials[0].rsplit('seed', 1)[-1]}"]
         points = {}  # round -> (sparsity, zero kernels)
         for k, mask in sorted(first.items()):
@@ -439,35 +444,56 @@ def _write_report(experiment: Path, compare: Sequence[Path], shown: str, compare
         plot_series(zero_series, out / "zero_kernels.png", "completely pruned (zero) kernels, first seed",
                     "zero kernels (count)")
         figures.append(("completely pruned kernels vs sparsity", "zero_kernels.png"))
+    return Section(figures=figures)
 
-    # similarity compares masks of one model (the experiment's first); --compare adds other depths
-    model = mask_models[next(iter(masks))] if masks else None
-    with_rounds = {label: m for label, m in masks.items() if len(m) > 1 and mask_models[label] == model}
-    if len(with_rounds) >= 2:
-        chosen = dict(list(with_rounds.items())[:_MAX_TRIALS])
-        common = min(max(m) for m in chosen.values())
-        if common >= 1:
-            labels, matrix = similarity_matrix({label: m[common] for label, m in chosen.items() if common in m})
-            plot_similarity_matrix(labels, matrix, out / "similarity.png",
-                                   f"relative mask similarity at round {common}")
-            _write_csv(out / "similarity.csv", [{"mask": a, **{b: float(matrix[i, j]) for j, b in enumerate(labels)}}
-                                                for i, a in enumerate(labels)])
-            figures.append((f"relative mask similarity at round {common}", "similarity.png"))
-        pairs = {}
-        for a, b in itertools.islice(itertools.combinations(chosen, 2), 10):
-            rounds = sorted(set(chosen[a]) & set(chosen[b]) - {0})
-            pairs[f"{a} vs {b}"] = [(mask_sparsity(chosen[a][k]), relative_similarity(chosen[a][k], chosen[b][k]))
-                                    for k in rounds]
-        if any(pairs.values()):
-            plot_series(pairs, out / "similarity_by_sparsity.png", "relative mask similarity by round",
-                        "similarity (%)", percent=True)
-            figures.append(("relative mask similarity vs sparsity", "similarity_by_sparsity.png"))
 
+def similarity_section(masks: Dict[str, Dict[int, dict]], models: Dict[str, str], out: Path) -> Section:
+    """Relative mask similarity of the IMP trials of one model (the experiment's first; --compare
+    adds other depths) at their deepest common round, and by round for up to 10 pairs."""
+    model = models[next(iter(masks))] if masks else None
+    with_rounds = {label: m for label, m in masks.items() if len(m) > 1 and models[label] == model}
+    if len(with_rounds) < 2:
+        return Section()
+    figures = []
+    chosen = dict(list(with_rounds.items())[:_MAX_TRIALS])
+    common = min(max(m) for m in chosen.values())
+    if common >= 1:
+        labels, matrix = similarity_matrix({label: m[common] for label, m in chosen.items() if common in m})
+        plot_similarity_matrix(labels, matrix, out / "similarity.png", f"relative mask similarity at round {common}")
+        _write_csv(out / "similarity.csv", [{"mask": a, **{b: float(matrix[i, j]) for j, b in enumerate(labels)}}
+                                            for i, a in enumerate(labels)])
+        figures.append((f"relative mask similarity at round {common}", "similarity.png"))
+    pairs = {}
+    for a, b in itertools.islice(itertools.combinations(chosen, 2), 10):
+        rounds = sorted(set(chosen[a]) & set(chosen[b]) - {0})
+        pairs[f"{a} vs {b}"] = [(mask_sparsity(chosen[a][k]), relative_similarity(chosen[a][k], chosen[b][k]))
+                                for k in rounds]
+    if any(pairs.values()):
+        plot_series(pairs, out / "similarity_by_sparsity.png", "relative mask similarity by round",
+                    "similarity (%)", percent=True)
+        figures.append(("relative mask similarity vs sparsity", "similarity_by_sparsity.png"))
+    return Section(figures=figures)
+
+
+def _write_report(experiment: Path, compare: Sequence[Path], shown: str, compare_shown: Sequence[str]) -> Path:
+    """The report of local folders, into ``<experiment>/report/``; ``shown``: how README.md names them."""
+    out = experiment / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    series, rows, plan = load_series(experiment)
+    all_rows = {experiment: rows}
+    for other in compare:
+        more, other_rows, _ = load_series(other, prefix=f"{other.name}: ")
+        series += more
+        all_rows[other] = other_rows
+    masks, models = imp_masks(series, all_rows)
+    sections = [curves_section(series, out), max_matching_section(experiment, series, rows, plan, all_rows, out),
+                universal_section(rows, plan, out), zero_kernels_section(series, masks, out),
+                similarity_section(masks, models, out)]
+    figures = [figure for section in sections for figure in section.figures]
+    text = [f"# Report: {experiment.name}\n\nFrom `{shown}/{layout.RESULTS_FILE}`"
+            + (f" and {', '.join(compare_shown)}" if compare else "") + "; nothing was rerun.\n"]
+    text += [section.table for section in sections if section.table]
+    text.append("## Figures\n\n" + "\n\n".join(f"### {title}\n\n![{title}]({name})" for title, name in figures))
     readme = out / "README.md"
-    sections = [f"# Report: {experiment.name}\n\nFrom `{shown}/results.csv`"
-                + (f" and {', '.join(compare_shown)}" if compare else "") + "; nothing was rerun.\n"]
-    sections += tables
-    sections.append("## Figures\n\n" + "\n\n".join(f"### {title}\n\n![{title}]({name})" for title, name in figures))
-    readme.write_text("\n\n".join(sections) + "\n")
+    readme.write_text("\n\n".join(text) + "\n")
     return readme
-

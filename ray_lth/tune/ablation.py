@@ -1,7 +1,8 @@
 """Table 2's temperature ablation as a Ray Tune experiment: a ``tune.grid_search`` over the
 temperatures (and seeds), each trial with fractional resources (e.g. 0.25 GPU: four trials share
 one GPU); the trials run ``ray_lth.ablation.run_ablation_trial``. Writes ``trials.csv`` (one row
-per trial) and ``temperature_table.csv`` (Table 2) under ``<storage>/<name>/``.
+per trial) and ``temperature_table.csv`` (Table 2) under ``<storage>/<name>/``; ``run_ablation``
+is the runner ``spaces.SPACE_KINDS`` names for this kind.
 """
 
 import dataclasses
@@ -12,12 +13,12 @@ from typing import Callable, List, Optional
 
 from ray import tune
 
+from .. import experiment_layout as layout
 from ..ablation import TemperatureAblationSpace, run_ablation_trial, temperature_table
+from ..spaces import space_to_json
 from ..storage import Location, location, on_filesystem, storage_path_for_ray
 from .sweep import SweepError, check_resources, write_summary
 from .trial_errors import fail_once, trial_failures
-
-SPACE_FILE = "ray_lth_ablation_space.json"
 
 
 @dataclass
@@ -26,11 +27,17 @@ class AblationOutcome:
     rows: List[dict]  # one per trial
     table: List[dict]  # one per temperature
     errors: List[str]
+    upstream_ticket: str = ""  # the mask file every trial started from
 
     @property
     def experiment_dir(self) -> Optional[Path]:
         """The experiment folder on this machine; None when it is in an object store."""
         return self.experiment.local_path
+
+    def text(self) -> str:
+        from .outcome_text import ablation_text
+
+        return ablation_text(self)
 
 
 @fail_once  # a deterministic error ends the trial once, with one line (trial_errors.py)
@@ -46,16 +53,12 @@ def ablation_trainable(config: dict) -> None:
     tune.report(row)
 
 
-def trial_resources(space: TemperatureAblationSpace) -> dict:
-    return {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial}
-
-
 def build_tuner(space: TemperatureAblationSpace, storage, name: str, trainable: Callable = ablation_trainable,
                 verbose: int = 1) -> tune.Tuner:
     param_space = {"space": dataclasses.asdict(space), "temperature": tune.grid_search(list(space.temperatures)),
                    "seed": tune.grid_search(list(space.seeds))}
     return tune.Tuner(
-        tune.with_resources(trainable, trial_resources(space)),
+        tune.with_resources(trainable, space.trial_resources()),
         param_space=param_space,
         tune_config=tune.TuneConfig(num_samples=1,
                                     trial_name_creator=lambda t: f"T{t.config['temperature']:g}-seed{t.config['seed']}",
@@ -68,6 +71,12 @@ def build_tuner(space: TemperatureAblationSpace, storage, name: str, trainable: 
     )
 
 
+def run_ablation(space: TemperatureAblationSpace, storage, name: str, resume: bool = False, verbose: int = 1,
+                 max_concurrent: Optional[int] = None, launched_at: Optional[float] = None) -> AblationOutcome:
+    """The runner of this kind: every trial, once (``launcher_flags`` offers no --resume)."""
+    return run_temperature_ablation(space, storage, name, verbose=verbose)
+
+
 def run_temperature_ablation(space: TemperatureAblationSpace, storage, name: str,
                              trainable: Callable = ablation_trainable, verbose: int = 1,
                              tuner: Optional[tune.Tuner] = None) -> AblationOutcome:
@@ -77,7 +86,7 @@ def run_temperature_ablation(space: TemperatureAblationSpace, storage, name: str
     if experiment.exists():
         raise SweepError(f"experiment {experiment} exists: choose another --name (an ablation is not resumed)")
     check_resources(space)
-    (experiment / SPACE_FILE).write_text(json.dumps(dataclasses.asdict(space), indent=1))
+    (experiment / layout.SPACE_FILE).write_text(json.dumps(space_to_json(space), indent=1))
     grid = (tuner or build_tuner(space, storage, name, trainable, verbose)).fit()
     errors = trial_failures(grid)
     keys = ("temperature", "seed", "upstream_sparsity", "sparsity", "simclr_metric", "simclr_train_loss",
@@ -86,6 +95,6 @@ def run_temperature_ablation(space: TemperatureAblationSpace, storage, name: str
                    for result in grid if result.error is None and "accuracy" in result.metrics),
                   key=lambda r: (r["temperature"], r["seed"]))
     table = temperature_table(rows) if rows else []
-    write_summary(experiment / "trials.csv", rows)
-    write_summary(experiment / "temperature_table.csv", table)
-    return AblationOutcome(experiment, rows, table, errors)
+    write_summary(experiment / layout.ABLATION_TRIALS_FILE, rows)
+    write_summary(experiment / layout.TEMPERATURE_TABLE_FILE, table)
+    return AblationOutcome(experiment, rows, table, errors, str(space.mask_file))

@@ -22,9 +22,9 @@ from ray.tune.search import Searcher
 from ..naming import trial_name
 from ..boundary import BoundarySearch
 from ..storage import join_uri
-from ..trajectory_state import MASK_FILE, REWIND_FILE
+from ..experiment_layout import MASK_FILE, REWIND_FILE, TRAJECTORY_DIR
 from ..transfer import TransferPlan, new_boundary_search
-from .trainable import TRAJECTORY_DIR, UPSTREAM_FAILED
+from .trainable import UPSTREAM_FAILED
 from .trial_errors import TRIAL_ERROR, is_error_result
 
 

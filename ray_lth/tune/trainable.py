@@ -22,7 +22,8 @@ from ray import tune
 from ..config import ImpConfig
 from ..device import use_cpus
 from ..imp import run_trajectory
-from ..trajectory_state import STATE_FILE, TrajectoryState
+from ..experiment_layout import STATE_FILE, TRAJECTORY_DIR
+from ..trajectory_state import TrajectoryState
 from ..naming import group_name, trial_name
 from ..progress import EpochProgressPrinter
 from ..storage import Location, location, on_filesystem
@@ -30,7 +31,6 @@ from .console import RAY_WORKER_LOGGERS, quiet_ray_loggers
 from .data_parallel import DATA_PARALLEL_DIR, DataParallelRounds, WorkerResources
 from .trial_errors import UpstreamFailedError
 
-TRAJECTORY_DIR = "trajectory"
 UPSTREAM_FAILED = "upstream_failed"  # set by DependencySearcher when a transfer trial cannot start
 
 
