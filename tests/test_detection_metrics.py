@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from ray_lth.tasks.detection_metrics import coco_ap
-from ray_lth.tasks.segmentation_metrics import confusion_matrix, segmentation_scores
+from ray_lth.tasks.detection.metrics import coco_ap
+from ray_lth.tasks.segmentation.metrics import confusion_matrix, segmentation_scores
 
 
 def _target(boxes, labels, ignore=None):

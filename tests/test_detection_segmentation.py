@@ -11,8 +11,8 @@ from ray_lth.models import build_model, get_model_spec, prunable_parameters
 from ray_lth.pruning import global_magnitude_prune
 from ray_lth.tasks import build_task
 from ray_lth.tasks.backbone_features import dilate_last_stage
-from ray_lth.tasks.detectors import DetectorSettings, build_detector
-from ray_lth.tasks.segmenters import DeepLab
+from ray_lth.tasks.detection.detectors import DetectorSettings, build_detector
+from ray_lth.tasks.segmentation.segmenters import DeepLab
 from ray_lth.train import schedule_for, train_masked
 from ray_lth.weights import load_pretrained
 

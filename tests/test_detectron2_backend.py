@@ -5,7 +5,8 @@ import pytest
 import torch
 from torchvision.models import resnet50
 
-from ray_lth.tasks.detectron2_backend import detectron2_available, map_state_dict, torchvision_to_detectron2_key
+from ray_lth.tasks.detection.detectron2_backend import (detectron2_available, map_state_dict,
+                                                         torchvision_to_detectron2_key)
 
 pytestmark = pytest.mark.skipif(
     not detectron2_available(),
@@ -25,8 +26,8 @@ def test_key_mapping_by_hand():
 
 def _detector(theta_p, tmp_path, image_size=64):
     from ray_lth.models import build_model
-    from ray_lth.tasks.detection import DetectorSettings
-    from ray_lth.tasks.detectron2_backend import build_detectron2_detector
+    from ray_lth.tasks.detection.detectors import DetectorSettings
+    from ray_lth.tasks.detection.detectron2_backend import build_detectron2_detector
     from ray_lth.weights import load_pretrained
 
     torch.save(theta_p, tmp_path / "r50.pt")

@@ -1,10 +1,14 @@
 """The task registry: declared task options flow through configs, and a task that wraps the
 backbone trains it with the mask holding on the backbone's own parameter names."""
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
+import ray_lth.tasks
 from ray_lth.config import ImpConfig
 from ray_lth.imp import run_trajectory
 from ray_lth.tasks import TASKS, build_task, register_task
@@ -77,3 +81,41 @@ def test_train_masked_resolves_the_mask_on_the_wrapped_module():
     for name, keep in mask.items():
         assert (prunable[name].detach()[~keep] == 0).all(), name
     assert wrapper[1].weight.grad is not None  # the wrapper's own head trained too
+
+
+def _package_imports():
+    """{module: the ray_lth.tasks modules it imports} over the source of ray_lth/tasks/ (a
+    ``from package import name`` counts as the submodule where ``name`` is one, else the package)."""
+    root = Path(ray_lth.tasks.__file__).parent
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = ("ray_lth", "tasks") + path.relative_to(root).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    imports = {}
+    for module, path in modules.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+                source = ".".join(part for part in (base, node.module or "") if part)
+                found |= {f"{source}.{a.name}" if f"{source}.{a.name}" in modules else source for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        imports[module] = {name for name in found if name in modules}
+    return imports
+
+
+def test_registration_runs_one_way_package_to_families_to_registry():
+    imports = _package_imports()
+    families = ("ray_lth.tasks.classification", "ray_lth.tasks.ssl", "ray_lth.tasks.detection",
+                "ray_lth.tasks.segmentation")
+    assert set(families) <= imports["ray_lth.tasks"]
+    reached, todo = set(), ["ray_lth.tasks.registry"]
+    while todo:
+        for name in imports[todo.pop()] - reached:
+            reached.add(name)
+            todo.append(name)
+    assert not [name for name in reached if name == "ray_lth.tasks" or name.startswith(families)], reached
+    # no module imports the package back (as ssl/ once took register_task from it)
+    assert [module for module, found in imports.items() if "ray_lth.tasks" in found] == []

@@ -8,7 +8,8 @@ from PIL import Image
 from torch import nn
 
 from ray_lth.tasks import DatasetMissingError, build_task
-from ray_lth.tasks.voc import voc_detection, voc_segmentation
+from ray_lth.tasks.detection.voc import voc_detection
+from ray_lth.tasks.segmentation.voc import voc_segmentation
 
 XML = """<annotation><filename>{name}.jpg</filename><size><width>40</width><height>30</height><depth>3</depth></size>
 <object><name>dog</name><difficult>0</difficult><bndbox><xmin>1</xmin><ymin>2</ymin><xmax>20</xmax><ymax>15</ymax></bndbox></object>

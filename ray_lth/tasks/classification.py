@@ -1,5 +1,6 @@
 """Supervised image classification: cross-entropy training, top-1 accuracy; optionally a
 validation set held out of the training images (``val_images``), for best-validation epoch selection.
+Registers one task per dataset (``datasets.EMBEDDED`` and ``datasets.REAL``).
 
 A real dataset's loader yields uint8 images (decoded and augmented in the loader's workers);
 ``inputs`` scales and normalises them where the model runs (``datasets.DeviceInputs``). The
@@ -7,16 +8,18 @@ loaders follow ``loading`` (``loading.py``): with persistent workers, each loade
 it is iterated again (the next epoch, the next evaluation) so that its workers are not re-forked.
 """
 
-from typing import Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from ..device import autocast, to_device_format
-from .datasets import device_inputs, load_classification_dataset
+from .datasets import (EMBEDDED, NORMALIZATIONS, REAL, device_inputs, load_classification_dataset,
+                       required_files)
 from .loading import Loading
-from .validation_split import split_validation
+from .registry import register_task
+from .validation_split import VAL_IMAGES, split_validation
 
 
 class ClassificationTask:
@@ -110,3 +113,33 @@ class ClassificationTask:
             correct += (logits.argmax(1) == labels).sum().item()
             total += labels.numel()
         return {"top1": correct / total, "test_loss": loss_sum / total}
+
+
+def _classification(name, data_root, image_size, loading, val_images=None, **options):
+    return ClassificationTask.from_name(name, data_root, image_size, loading, val_images, **options)
+
+
+def _check_normalize(options: Dict[str, Any]) -> None:
+    if options["normalize"] not in NORMALIZATIONS:
+        raise ValueError(f"normalize={options['normalize']!r} is not allowed; choose one of {list(NORMALIZATIONS)} "
+                         f"(dataset: the dataset's own mean/std; none: [0, 1] pixels, for converted simCLR "
+                         f"checkpoints)")
+
+
+CLASSIFICATION_TASKS = tuple(sorted(EMBEDDED) + sorted(REAL))
+# the paper's datasets report the test accuracy of the best-validation epoch, as the authors do;
+# the embedded sets keep the last epoch. VisDA-2017 too: the authors pick its best epoch on the
+# real-image domain they also test on, which has no counterpart here (best_val holds out synthetic images)
+_BEST_VAL_BY_DEFAULT = ("cifar10", "cifar100", "svhn", "fashion_mnist")
+for _name in sorted(EMBEDDED):
+    register_task(_name, _classification, val_images=VAL_IMAGES[_name])
+for _name in sorted(set(REAL) - {"imagenet"}):
+    register_task(_name, _classification, options={"normalize": "dataset"}, check=_check_normalize,
+                  selection="best_val" if _name in _BEST_VAL_BY_DEFAULT else "last", val_images=VAL_IMAGES[_name],
+                  data_files=lambda options, name=_name: required_files(name))
+# supervised ImageNet classification is θ_Img's own pre-training task (m_Img, Figure 2): its head
+# is the file's fc, round 0 scores θ_p untrained, and rounds train with Table 1's ImageNet row and
+# report their best epoch on ImageNet's val set (its only labelled held-out set), as main_imp_imagenet.py
+register_task("imagenet", _classification, options={"normalize": "dataset"}, check=_check_normalize,
+              schedule="imagenet", selection="best_test", weights_trained_on_it=True,
+              data_files=lambda options: required_files("imagenet"))

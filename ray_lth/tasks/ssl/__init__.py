@@ -2,7 +2,7 @@
 Figure 2 and Table 2); their metric is the contrastive top-1 of the paper's code, or top-1
 retrieval accuracy (Eq. (2)) with eval_metric=retrieval_top1."""
 
-from .. import register_task
+from ..registry import register_task
 from .images import required_files
 from .moco import MOCO_OPTIONS, MoCoTask, build_moco, check_moco_options
 from .retrieval import retrieval_top1

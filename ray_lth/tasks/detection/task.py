@@ -13,13 +13,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..device import autocast
-from .datasets import EMBEDDED_STATS, IMAGENET_STATS, DatasetMissingError
-from .detection_metrics import coco_ap
-from .loading import Loading
+from ...device import autocast
+from ..datasets import EMBEDDED_STATS, IMAGENET_STATS, DatasetMissingError
+from ..loading import Loading
+from ..scenes import SceneDetection, check_scene_counts, make_scenes
+from ..voc import VOC_CLASSES
 from .detectors import DETECTORS, DetectorSettings, build_detector
-from .scenes import SceneDetection, check_scene_counts, make_scenes
-from .voc import VOC_CLASSES, voc_detection
+from .metrics import coco_ap
+from .voc import voc_detection
 
 DETECTOR_CHOICES = DETECTORS + ("detectron2",)
 

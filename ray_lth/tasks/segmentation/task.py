@@ -14,11 +14,11 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from ..device import autocast, to_device_format
-from .datasets import EMBEDDED_STATS, IMAGENET_STATS, DatasetMissingError
-from .loading import Loading
-from .scenes import SceneSegmentation, check_scene_counts, make_scenes
-from .segmentation_metrics import IGNORE_INDEX, confusion_matrix, segmentation_scores
+from ...device import autocast, to_device_format
+from ..datasets import EMBEDDED_STATS, IMAGENET_STATS, DatasetMissingError
+from ..loading import Loading
+from ..scenes import SceneSegmentation, check_scene_counts, make_scenes
+from .metrics import IGNORE_INDEX, confusion_matrix, segmentation_scores
 from .segmenters import SEGMENTERS, DeepLab
 from .voc import VOC_SEGMENTATION_CLASSES, voc_segmentation
 

@@ -20,7 +20,7 @@ from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-from .backbone_features import FrozenNormWrapper, stage_geometry, stage_names
+from ..backbone_features import FrozenNormWrapper, stage_geometry, stage_names
 
 DETECTORS = ("faster_rcnn", "retinanet")
 

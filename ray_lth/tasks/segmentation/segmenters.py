@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
-from .backbone_features import dilate_last_stage, stage_geometry, stage_names
+from ..backbone_features import dilate_last_stage, stage_geometry, stage_names
 
 SEGMENTERS = ("deeplabv3plus", "deeplabv3")
 
