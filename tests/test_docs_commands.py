@@ -99,6 +99,11 @@ def check_command(command: DocCommand) -> argparse.Namespace:
         message = errors.getvalue().strip().splitlines()[-1] if errors.getvalue().strip() else f"exit {error}"
         raise DocCommandError(f"{command.where}: launchers/{command.launcher}.py {shlex.join(command.args)}: "
                               f"{message}") from None
+    # argparse takes an unambiguous prefix (--verb for --verbose); the docs spell every flag out
+    abbreviated = [token.split("=")[0] for token in command.args
+                   if token.startswith("--") and token.split("=")[0] not in option_strings(parser)]
+    if abbreviated:
+        raise DocCommandError(f"{command.where}: launchers/{command.launcher}.py has no flag {abbreviated[0]}")
     space = getattr(parsed, "space", None)
     if space is not None and space not in space_names():
         raise DocCommandError(f"{command.where}: no search space {space!r}; there are {space_names()}")
@@ -107,6 +112,17 @@ def check_command(command: DocCommand) -> argparse.Namespace:
     except ValueError as error:
         raise DocCommandError(f"{command.where}: {error}") from None
     return parsed
+
+
+def option_strings(parser: argparse.ArgumentParser) -> set:
+    """Every flag of a parser and of its sub-commands (export_ticket's export and import)."""
+    found = set()
+    for action in parser._actions:
+        found.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                found |= option_strings(subparser)
+    return found
 
 
 def documented_commands() -> List[DocCommand]:
@@ -132,6 +148,9 @@ def test_a_flag_that_does_not_exist_is_refused():
     assert command == DocCommand("example.md:2", "sweep", ["--space", "quick", "--no-such-flag", "3"])
     with pytest.raises(DocCommandError, match="example.md:2.*unrecognized arguments: --no-such-flag"):
         check_command(command)
+    abbreviated = DocCommand("example.md:1", "export_ticket", ["import", "tickets/r5", "--spars"])
+    with pytest.raises(DocCommandError, match="has no flag --spars"):
+        check_command(abbreviated)  # argparse itself would take it for --sparse
 
 
 def test_a_missing_space_or_a_malformed_set_is_refused():
@@ -166,5 +185,6 @@ def test_every_relative_link_lands_on_a_file():
 
 
 def test_the_readme_links_every_page_of_docs():
-    linked = {(ROOT / target.split("#")[0]).resolve() for target in MARKDOWN_LINK.findall((ROOT / "README.md").read_text())}
+    targets = MARKDOWN_LINK.findall((ROOT / "README.md").read_text())
+    linked = {(ROOT / target.split("#")[0]).resolve() for target in targets}
     assert set(DOCS[1:]) <= linked
