@@ -81,7 +81,7 @@ def cmd_import(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     export = sub.add_parser("export", help="write the ticket of one round of a trajectory")
@@ -95,7 +95,11 @@ def main(argv=None) -> int:
     imp.add_argument("--image-size", type=int, default=16)
     imp.add_argument("--batch-size", type=int, default=1)
     imp.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return cmd_export(args) if args.command == "export" else cmd_import(args)
     except (TicketError, MaskFileError, WeightsError) as error:

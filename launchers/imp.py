@@ -28,7 +28,7 @@ from ray_lth.trajectory_state import TrajectoryState  # noqa: E402
 from ray_lth.pretrain import embedded_weights  # noqa: E402
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", help="θ_p file (torchvision, MoCo v2 or simCLR format); default: embedded pre-training")
     parser.add_argument("--data-root", help="folder holding the real datasets (never downloaded)")
@@ -36,6 +36,11 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", default=CACHE_DIR, help="where the embedded θ_p is cached")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override an ImpConfig or training field, e.g. rounds=5, lr=0.1, rewind=early")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     values = parse_overrides(args.set)

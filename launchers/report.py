@@ -21,12 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ray_lth.analysis.report import write_report  # noqa: E402
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", help="an experiment folder or storage URI (holding results.csv)")
     parser.add_argument("--compare", nargs="+", default=[], metavar="EXPERIMENT",
                         help="other experiments (folders or URIs) whose curves join the figures (e.g. another model)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         readme = write_report(args.experiment, args.compare)
     except ValueError as error:

@@ -50,7 +50,7 @@ from ray_lth.spaces import load_space, resolve_weights, space_names  # noqa: E40
 from ray_lth.storage import is_uri, join_uri, location  # noqa: E402
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", default="quick", help=f"a module of search_spaces/: {', '.join(space_names())}")
     parser.add_argument("--address", help="address of an existing Ray cluster (e.g. auto); default: start Ray here")
@@ -75,6 +75,11 @@ def parse_args(argv=None):
     parser.add_argument("--num-cpus", type=int, help="CPUs for a local Ray instance (default: all)")
     parser.add_argument("--verbose", action="store_true",
                         help="also show Ray's own output: its status table, INFO logs and warnings, checkpoint lines")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
     return parser, parser.parse_args(argv)
 
 
