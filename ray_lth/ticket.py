@@ -52,12 +52,8 @@ class Ticket:
     rewind_state: Optional[dict]  # the backbone at θ_0 / θ_k% / re-init start; None when θ_p comes from a weights file
 
 
-def export_ticket(trajectory_dir, round_index: int, config: Mapping, out_dir, source: str = "") -> Path:
-    """Write the ticket of round ``round_index`` of the trajectory in ``trajectory_dir`` (a
-    folder holding ``trajectory.json`` and the round masks: a local path or a storage URI) run
-    with ``config`` (its flat config dict). Refuses an existing non-empty ``out_dir``."""
-    trajectory_dir = location(trajectory_dir)
-    out_dir = Path(out_dir)
+def _finished_round(trajectory_dir: Location, round_index: int) -> tuple:
+    """(record, rewind reference, mask) of a finished round, the mask checked against its record."""
     state_path = trajectory_dir / STATE_FILE
     try:
         saved = json.loads(state_path.read_text())
@@ -73,6 +69,16 @@ def export_ticket(trajectory_dir, round_index: int, config: Mapping, out_dir, so
     if not mask_digest(mask).startswith(record["mask_digest"]):
         raise TicketError(f"{mask_path} is not the mask round {round_index} trained under "
                           f"(trajectory.json records digest {record['mask_digest']})")
+    return record, reference, mask
+
+
+def export_ticket(trajectory_dir, round_index: int, config: Mapping, out_dir, source: str = "") -> Path:
+    """Write the ticket of round ``round_index`` of the trajectory in ``trajectory_dir`` (a
+    folder holding ``trajectory.json`` and the round masks: a local path or a storage URI) run
+    with ``config`` (its flat config dict). Refuses an existing non-empty ``out_dir``."""
+    trajectory_dir = location(trajectory_dir)
+    out_dir = Path(out_dir)
+    record, reference, mask = _finished_round(trajectory_dir, round_index)
     # a trial's config lists only what its space set: the rest are ImpConfig's defaults
     given = dict(config)
     config = {**{f.name: f.default for f in fields(ImpConfig) if f.default is not MISSING}, **config}

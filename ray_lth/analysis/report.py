@@ -147,15 +147,7 @@ def load_series(folder: Path, prefix: str = "") -> tuple:
         dense = [float(r["metric"]) for r in by_group.get(reference, []) if int(r["round"]) == 0]
         return dense_band(dense) if dense else None
 
-    # name an IMP curve by the fields that tell it apart from the other IMP groups, not by a hash
-    # among the IMP groups of the same task (fields of another task's groups tell nothing here)
-    pruned_groups = [g for g, rs in by_group.items() if any(int(r["round"]) > 0 for r in rs) and g in group_config]
-    differing_by_task = {}
-    for task in {group_config[g].get("task") for g in pruned_groups}:
-        peers = [g for g in pruned_groups if group_config[g].get("task") == task]
-        differing_by_task[task] = sorted(
-            k for k in set().union(*(group_config[g] for g in peers)) - _NOT_DISTINGUISHING
-            if len({json.dumps(group_config[g].get(k), sort_keys=True) for g in peers}) > 1)
+    differing_by_task = _differing_fields(by_group, group_config)
     series: List[Series] = []
     tickets: Dict[tuple, List[str]] = {}
     for group, group_rows in by_group.items():
@@ -175,16 +167,8 @@ def load_series(folder: Path, prefix: str = "") -> tuple:
                    config.get("mask_perturbation", "none"))
             tickets.setdefault(key, []).append(group)
         # a dense-only group (round 0, no ticket) is a baseline: it appears as a band
-    for (task, model, rewind, stem, perturbation), groups in sorted(tickets.items()):
-        rows_by_round = []
-        for group in groups:
-            k = _ticket_stem(group_config[group]["mask_label"])
-            rows_by_round += [{**r, "round": k} for r in by_group[group]]
-        # "transferred" marks tickets found on another task; a perturbed mask names its perturbation
-        kind_word = "" if perturbation != "none" or stem.startswith(f"m_{task}") else "transferred "
-        label = f"{prefix}{kind_word}({stem}, {_theta(rewind)}) {model}"
-        series.append(Series(label, task, model, groups, curve_from_rows(rows_by_round), own_band(groups[0]),
-                             "ticket", [], folder, rewind, "" if perturbation == "none" else perturbation))
+    for key, groups in sorted(tickets.items()):
+        series.append(_ticket_series(key, groups, by_group, group_config, own_band(groups[0]), prefix, folder))
     seen: Dict[tuple, int] = {}
     for s in series:  # two curves of a task never share a label (a dict of curves would merge them)
         seen[(s.task, s.label)] = seen.get((s.task, s.label), 0) + 1
@@ -192,6 +176,34 @@ def load_series(folder: Path, prefix: str = "") -> tuple:
         if seen[(s.task, s.label)] > 1:
             s.label = f"{s.label} [{s.groups[0].rsplit('-', 1)[-1]}]"
     return series, rows, plan
+
+
+def _differing_fields(by_group: Dict[str, List[dict]], group_config: Dict[str, dict]) -> Dict[str, List[str]]:
+    """task -> the config fields that tell its IMP groups apart: an IMP curve is named by them, not
+    by a hash (fields of another task's groups tell nothing here)."""
+    pruned_groups = [g for g, rs in by_group.items() if any(int(r["round"]) > 0 for r in rs) and g in group_config]
+    differing_by_task = {}
+    for task in {group_config[g].get("task") for g in pruned_groups}:
+        peers = [g for g in pruned_groups if group_config[g].get("task") == task]
+        differing_by_task[task] = sorted(
+            k for k in set().union(*(group_config[g] for g in peers)) - _NOT_DISTINGUISHING
+            if len({json.dumps(group_config[g].get(k), sort_keys=True) for g in peers}) > 1)
+    return differing_by_task
+
+
+def _ticket_series(key: tuple, groups: List[str], by_group: Dict[str, List[dict]], group_config: Dict[str, dict],
+                   band: Optional[DenseBand], prefix: str, folder: Path) -> Series:
+    """One curve of the tickets of one source, a point per upstream round."""
+    task, model, rewind, stem, perturbation = key
+    rows_by_round = []
+    for group in groups:
+        k = _ticket_stem(group_config[group]["mask_label"])
+        rows_by_round += [{**r, "round": k} for r in by_group[group]]
+    # "transferred" marks tickets found on another task; a perturbed mask names its perturbation
+    kind_word = "" if perturbation != "none" or stem.startswith(f"m_{task}") else "transferred "
+    label = f"{prefix}{kind_word}({stem}, {_theta(rewind)}) {model}"
+    return Series(label, task, model, groups, curve_from_rows(rows_by_round), band,
+                  "ticket", [], folder, rewind, "" if perturbation == "none" else perturbation)
 
 
 def _theta(rewind_point: str) -> str:
