@@ -5,7 +5,7 @@ Kinds: ``grid`` (``SweepSpace``: one IMP trajectory per grid point or Optuna sam
 ``transfer`` (``TransferSpace``: upstream IMP, then dependent fine-tunes of its masks) and
 ``temperature_ablation`` (``TemperatureAblationSpace``: Table 2). A fourth kind is its space
 module (the protocol below), its runner under ``ray_lth/tune/`` and one line in ``SPACE_KINDS``.
-No Ray here: a runner is named by its import path and imported when the sweep starts.
+Both are named by their import paths, imported when used: no Ray here until a sweep starts.
 """
 
 import dataclasses
@@ -64,20 +64,28 @@ class Space(Protocol):
 
 
 class SpaceKind(NamedTuple):
-    space: type
-    runner: str  # "module:function": runner(space, storage, name, *, resume, verbose, launched_at)
+    space: str  # "module:Class" of the space
+    runner: str  # "module:function": runner(space, storage, name, *, resume, verbose, max_concurrent, launched_at)
 
 
 SPACE_KINDS: Registry[SpaceKind] = Registry("kind of space")
-for _kind in (SpaceKind(SweepSpace, "ray_lth.tune.sweep:run_grid"),
-              SpaceKind(TransferSpace, "ray_lth.tune.sweep:run_transfer"),
-              SpaceKind(TemperatureAblationSpace, "ray_lth.tune.ablation:run_ablation")):
-    SPACE_KINDS.register(_kind.space.kind)(_kind)
+SPACE_KINDS.register("grid")(SpaceKind("ray_lth.grid_space:SweepSpace", "ray_lth.tune.sweep:run_grid"))
+SPACE_KINDS.register("transfer")(SpaceKind("ray_lth.transfer:TransferSpace", "ray_lth.tune.sweep:run_transfer"))
+SPACE_KINDS.register("temperature_ablation")(SpaceKind("ray_lth.ablation:TemperatureAblationSpace",
+                                                       "ray_lth.tune.ablation:run_ablation"))
+
+
+def _imported(path: str):
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def space_class(kind: str) -> type:
+    return _imported(SPACE_KINDS.get(kind).space)
 
 
 def runner_of(space: Space) -> Callable:
-    module, function = SPACE_KINDS.get(space.kind).runner.split(":")
-    return getattr(importlib.import_module(module), function)
+    return _imported(SPACE_KINDS.get(space.kind).runner)
 
 
 def space_to_json(space: Space) -> dict:
@@ -85,7 +93,7 @@ def space_to_json(space: Space) -> dict:
 
 
 def space_from_json(saved: dict) -> Space:
-    return SPACE_KINDS.get(saved["kind"]).space(**saved["space"])
+    return space_class(saved["kind"])(**saved["space"])
 
 
 def space_names() -> List[str]:
@@ -97,10 +105,10 @@ def load_space(name: str) -> Space:
     if name not in space_names():
         raise ValueError(f"No such search space: {name!r}; choose one of {space_names()} (files in {SPACES_DIR})")
     space = importlib.import_module(f"search_spaces.{name}").space()
-    kinds = {entry: SPACE_KINDS.get(entry).space for entry in SPACE_KINDS.names()}
-    if getattr(space, "kind", None) not in kinds or not isinstance(space, kinds[space.kind]):
-        raise ValueError(f"search_spaces/{name}.py: space() must return one of "
-                         f"{sorted(cls.__name__ for cls in kinds.values())}, got {type(space).__name__}")
+    kind = getattr(space, "kind", None)
+    if kind not in SPACE_KINDS or type(space) is not space_class(kind):
+        raise ValueError(f"search_spaces/{name}.py: space() must return a space of a kind in SPACE_KINDS "
+                         f"({', '.join(SPACE_KINDS.names())}), got {type(space).__name__}")
     return space
 
 
