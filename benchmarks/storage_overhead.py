@@ -67,6 +67,7 @@ def main() -> None:
     import ray
 
     from ray_lth.pretrain import embedded_weights
+    from ray_lth.experiment_layout import TIMING_FILE
     from ray_lth.storage import join_uri, location
 
     server, endpoint = _s3_server()
@@ -80,8 +81,8 @@ def main() -> None:
         address = ray.get_runtime_context().gcs_address
         local_wall = _sweep(address, str(Path(work) / "local"), str(weights), args)
         s3_wall = _sweep(address, s3, join_uri(s3, "resnet8.pt"), args)
-        local_tuning = json.loads((location(Path(work) / "local") / "bench" / "timing.json").read_text())
-        s3_tuning = json.loads((location(s3) / "bench" / "timing.json").read_text())
+        local_tuning = json.loads((location(Path(work) / "local") / "bench" / TIMING_FILE).read_text())
+        s3_tuning = json.loads((location(s3) / "bench" / TIMING_FILE).read_text())
         print(f"sweep: resnet8 on digits, {args.seeds} seeds x rounds 0..{args.rounds}, {args.epochs} epochs per round, "
               f"{args.num_cpus} CPUs, one Ray instance for both")
         print(f"{'':<36}{'local disk':>12}{'S3 (loopback)':>15}{'ratio':>8}")

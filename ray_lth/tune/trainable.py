@@ -123,7 +123,7 @@ def imp_trainable(config: dict, ray_logs: bool = True, worker_resources: Optiona
     if imp_config.workers_per_trial > 1:
         if worker_resources is None:
             raise ValueError(f"workers_per_trial={imp_config.workers_per_trial}: data-parallel trials run in grid "
-                             f"spaces (SweepSpace), whose cpus_per_worker / gpus_per_worker their workers hold")
+                             f"spaces (the grid kind), whose cpus_per_worker / gpus_per_worker their workers hold")
         round_runner = DataParallelRounds(worker_resources, trial_dir.fs, (trial_dir / DATA_PARALLEL_DIR).path)
     for result in run_trajectory(imp_config, state, progress=progress, round_runner=round_runner, cpus=cpus):
         started = time.perf_counter()
