@@ -23,7 +23,7 @@ from .storage import is_file, join_uri, location
 from .experiment_layout import MASK_FILE, STATE_FILE
 from .trajectory_state import TrajectoryState
 from .masks import load_mask, read_mask_header, save_mask, sparsity
-from .resources import ResourceNeed, per_trial
+from .resources import PerTrialResources
 from .tasks.ssl import SIMCLR_OPTIONS, check_simclr_options
 
 TABLE2_TEMPERATURES = [0.1, 0.2, 0.5, 1.0, 2.0, 10.0, 20.0]
@@ -31,7 +31,7 @@ DOWNSTREAM_PREFIX = "downstream_"  # --set downstream_epochs=2 changes the fine-
 
 
 @dataclass(frozen=True)
-class TemperatureAblationSpace:
+class TemperatureAblationSpace(PerTrialResources):
     kind: ClassVar[str] = "temperature_ablation"
     launcher_flags: ClassVar[Tuple[str, ...]] = ()  # runs once, to the end: no --resume, no --patience
     group_fields: ClassVar[Tuple[str, ...]] = ("temperature",)
@@ -68,13 +68,6 @@ class TemperatureAblationSpace:
 
     def transfer_plan(self):
         return None
-
-    def trial_resources(self) -> Dict[str, float]:
-        return per_trial(self.cpus_per_trial, self.gpus_per_trial)
-
-    def resource_needs(self) -> List[ResourceNeed]:
-        return [ResourceNeed("GPU", self.gpus_per_trial, "--gpus-per-trial"),
-                ResourceNeed("CPU", self.cpus_per_trial, "--cpus-per-trial")]
 
     def with_overrides(self, overrides: Dict[str, object]) -> "TemperatureAblationSpace":
         """``temperature=[..]`` and ``seed=[..]`` set the grid; ``mask_file``, ``mask_round`` and

@@ -13,7 +13,7 @@ from typing import ClassVar, Dict, List, Optional, Tuple
 
 from .config import ImpConfig
 from .matching import check_patience
-from .resources import ResourceNeed, per_trial, per_worker
+from .resources import ResourceNeed, per_trial, per_trial_needs, per_worker
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,7 @@ class SweepSpace:
             workers = self.workers_per_trial
             return [ResourceNeed("GPU", workers * self.gpus_per_worker, f"{workers} workers × --gpus-per-worker"),
                     ResourceNeed("CPU", workers * self.cpus_per_worker, f"{workers} workers × --cpus-per-worker")]
-        return [ResourceNeed("GPU", self.gpus_per_trial, "--gpus-per-trial"),
-                ResourceNeed("CPU", self.cpus_per_trial, "--cpus-per-trial")]
+        return per_trial_needs(self.cpus_per_trial, self.gpus_per_trial)
 
     def with_overrides(self, overrides: Dict[str, object]) -> "SweepSpace":
         """``--set`` values: a list becomes a grid axis, anything else a fixed value."""

@@ -23,6 +23,23 @@ def per_worker() -> Dict[str, float]:
     return {"cpu": 0, "gpu": 0, "memory": 1}
 
 
+def per_trial_needs(cpus: float, gpus: float) -> List[ResourceNeed]:
+    return [ResourceNeed("GPU", gpus, "--gpus-per-trial"), ResourceNeed("CPU", cpus, "--cpus-per-trial")]
+
+
+class PerTrialResources:
+    """For a kind of space whose trials hold their own ``cpus_per_trial`` and ``gpus_per_trial``."""
+
+    cpus_per_trial: float
+    gpus_per_trial: float
+
+    def trial_resources(self) -> Dict[str, float]:
+        return per_trial(self.cpus_per_trial, self.gpus_per_trial)
+
+    def resource_needs(self) -> List[ResourceNeed]:
+        return per_trial_needs(self.cpus_per_trial, self.gpus_per_trial)
+
+
 def unmet_need(needs: List[ResourceNeed], available: Mapping[str, float]) -> Optional[str]:
     """The message for the first need the cluster cannot meet (its trials would stay PENDING
     forever), or None."""

@@ -17,7 +17,7 @@ from .boundary import BoundarySearch
 from .matching import MatchingTracker, dense_band, is_matching, is_universal
 from .naming import group_name
 from .perturbation import MASK_PERTURBATIONS
-from .resources import ResourceNeed, per_trial
+from .resources import PerTrialResources
 
 TASK_SPECIFIC_REWINDS = ("pretrained", "init", "early")
 SEARCHES = ("exhaustive", "bisect")
@@ -54,7 +54,7 @@ def _applicable(overrides: Dict[str, object], task: str) -> Dict[str, object]:
 
 
 @dataclass(frozen=True)
-class TransferSpace:
+class TransferSpace(PerTrialResources):
     kind: ClassVar[str] = "transfer"
     launcher_flags: ClassVar[Tuple[str, ...]] = ("resume", "patience")
     group_fields: ClassVar[Tuple[str, ...]] = ("task", "mask_label")  # what tells the plan's groups apart
@@ -95,13 +95,6 @@ class TransferSpace:
 
     def transfer_plan(self) -> "TransferPlan":
         return self.plan()
-
-    def trial_resources(self) -> Dict[str, float]:
-        return per_trial(self.cpus_per_trial, self.gpus_per_trial)
-
-    def resource_needs(self) -> List[ResourceNeed]:
-        return [ResourceNeed("GPU", self.gpus_per_trial, "--gpus-per-trial"),
-                ResourceNeed("CPU", self.cpus_per_trial, "--cpus-per-trial")]
 
     def with_overrides(self, overrides: Dict[str, object]) -> "TransferSpace":
         """``--set`` for a transfer space: ``seed=[..]`` sets the seeds, ``rounds=[..]`` the

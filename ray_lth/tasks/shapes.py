@@ -39,17 +39,11 @@ def make_shapes(n: int, image_size: int = 16, seed: int = 0, num_classes: int = 
         raise ValueError(f"num_classes must be in 1..{len(SHAPE_NAMES)}, got {num_classes}")
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, num_classes, size=n)
-    ys, xs = np.mgrid[0:image_size, 0:image_size].astype(np.float32) + 0.5
-    images = np.empty((n, 3, image_size, image_size), dtype=np.float32)
-    for i, kind in enumerate(labels):
-        r = rng.uniform(0.25, 0.4) * image_size
-        cx, cy = rng.uniform(0.35, 0.65, size=2) * image_size
-        inside = render_shape(int(kind), xs - cx, ys - cy, r)
-        background = rng.uniform(0.0, 0.4, size=(3, 1, 1))
-        colour = rng.uniform(0.5, 1.0, size=(3, 1, 1))
-        image = np.where(inside[None], colour, background)
-        images[i] = np.clip(image + rng.normal(0.0, 0.08, size=image.shape), 0.0, 1.0)
-    return images, labels.astype(np.int64)
+
+    def paint(rng):  # a dark background, a bright shape
+        return rng.uniform(0.0, 0.4, size=(3, 1, 1)), rng.uniform(0.5, 1.0, size=(3, 1, 1))
+
+    return _draw(labels, image_size, rng, (0.35, 0.65), paint, noise=0.08), labels.astype(np.int64)
 
 
 def make_camouflaged_shapes(n: int, image_size: int = 16, seed: int = 0, contrast: float = 0.3, noise: float = 0.1):
@@ -60,17 +54,28 @@ def make_camouflaged_shapes(n: int, image_size: int = 16, seed: int = 0, contras
     capacity within the embedded default's sparsity grid."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, len(SHAPE_NAMES), size=n)
-    ys, xs = np.mgrid[0:image_size, 0:image_size].astype(np.float32) + 0.5
-    images = np.empty((n, 3, image_size, image_size), dtype=np.float32)
-    for i, kind in enumerate(labels):
-        r = rng.uniform(0.25, 0.4) * image_size
-        cx, cy = rng.uniform(0.3, 0.7, size=2) * image_size
-        inside = render_shape(int(kind), xs - cx, ys - cy, r)
+
+    def paint(rng):  # any background, the shape a little lighter or darker per channel
         background = rng.uniform(0.0, 1.0, size=(3, 1, 1))
         offset = rng.choice([-1, 1], size=(3, 1, 1)) * rng.uniform(contrast, 2 * contrast, size=(3, 1, 1))
-        image = np.where(inside[None], np.clip(background + offset, 0.0, 1.0), background)
+        return background, np.clip(background + offset, 0.0, 1.0)
+
+    return _draw(labels, image_size, rng, (0.3, 0.7), paint, noise), labels.astype(np.int64)
+
+
+def _draw(labels, image_size: int, rng, centre: tuple, paint, noise: float) -> np.ndarray:
+    """One image per label: its shape (radius 0.25..0.4 of the image, centred within ``centre``),
+    coloured by ``paint(rng) -> (background, foreground)``, plus Gaussian noise; draws in that order."""
+    ys, xs = np.mgrid[0:image_size, 0:image_size].astype(np.float32) + 0.5
+    images = np.empty((len(labels), 3, image_size, image_size), dtype=np.float32)
+    for i, kind in enumerate(labels):
+        r = rng.uniform(0.25, 0.4) * image_size
+        cx, cy = rng.uniform(*centre, size=2) * image_size
+        inside = render_shape(int(kind), xs - cx, ys - cy, r)
+        background, foreground = paint(rng)
+        image = np.where(inside[None], foreground, background)
         images[i] = np.clip(image + rng.normal(0.0, noise, size=image.shape), 0.0, 1.0)
-    return images, labels.astype(np.int64)
+    return images
 
 
 def make_gratings(n: int, image_size: int = 16, seed: int = 0, num_classes: int = 10):
