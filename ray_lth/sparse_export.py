@@ -41,7 +41,8 @@ def _to_csr(weight: torch.Tensor) -> torch.Tensor:
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
         csr = weight.to_sparse_csr()
         # int32 indices are what MKL's sparse BLAS takes; int64 ones are converted on every call
-        return torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape)
+        return torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape,
+                                       check_invariants=True)
 
 
 class SparseConv2d(nn.Module):
