@@ -10,11 +10,16 @@ outputs equal the masked dense model's up to float rounding:
    bias is ≤ 0 (so ReLU makes it exactly 0); the block's output channels stay, the residual
    sum needs them;
 3. every remaining pruned convolution or linear layer becomes a CSR sparse-times-dense matmul
-   (``torch.sparse.addmm``; a convolution as im2col, ``F.unfold``) *where it pays*: both
-   versions are timed on the layer's own input from ``example_input`` and the sparse one is
-   kept only if it is faster. Completely pruned kernels cost nothing in CSR; which layers win
-   depends on the shapes (on a CPU, 1x1 and late 3x3 convolutions at >= 90 % sparsity, not
-   early 3x3 ones, where im2col costs more than the dense convolution), so it is measured.
+   (``torch.sparse.addmm``, int32 indices; a convolution as im2col, a strided view of the padded
+   input copied once) *where it pays*: both versions are timed on the layer's own input from
+   ``example_input`` and the sparse one is kept only if it is faster. Which layers win depends
+   on the shapes and the per-layer sparsity, so it is measured: torch's CSR kernel does a few
+   GFLOP/s on one CPU thread where oneDNN's dense convolution does tens, so in ResNet-50 at 90 %
+   global sparsity only the layers at <= ~13 % density win (layer3's and layer4's 3x3 and
+   expanding 1x1 convolutions); layer1 and layer2 (11-71 % dense) stay dense;
+4. the dense convolutions' weights are stored channels-last, so oneDNN runs them on NHWC
+   activations without reordering input, weight and output on every call (the sparse layers read
+   either layout).
 
 Inference only: the export has no BatchNorm statistics to update and no gradients.
 """
@@ -36,7 +41,10 @@ def _to_csr(weight: torch.Tensor) -> torch.Tensor:
     with warnings.catch_warnings():
         # torch marks CSR support beta; these ops are exact here, checked by tests/test_sparse_export.py
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-        return weight.to_sparse_csr()
+        csr = weight.to_sparse_csr()
+        # int32 indices are what MKL's sparse BLAS takes; int64 ones are converted on every call
+        return torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape,
+                                       check_invariants=True)
 
 
 class SparseConv2d(nn.Module):
@@ -57,20 +65,23 @@ class SparseConv2d(nn.Module):
 
     def forward(self, x):
         n = x.shape[0]
-        if self.pointwise:
-            x = x[:, :, :: self.stride[0], :: self.stride[1]]
-            height, width = x.shape[2:]
-            cols = x.transpose(0, 1).reshape(self.in_channels, -1)  # [in, n·h·w]
-        else:
-            height, width = (
-                (size + 2 * p - d * (k - 1) - 1) // s + 1
-                for size, p, d, k, s in zip(x.shape[2:], self.padding, self.dilation, self.kernel_size, self.stride)
-            )
-            cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # [n, in·kh·kw, h·w]
-            cols = cols[0] if n == 1 else cols.transpose(0, 1).reshape(cols.shape[1], -1)  # [in·kh·kw, n·h·w]
+        cols, height, width = self._columns(x)  # [in·kh·kw, n·h·w]
         out = torch.sparse.addmm(self.bias, self.weight, cols)  # [out, n·h·w]
         out = out.reshape(self.out_channels, n, height, width)
         return out[:, 0].unsqueeze(0) if n == 1 else out.transpose(0, 1).contiguous()
+
+    def _columns(self, x):
+        if self.pointwise:
+            x = x[:, :, :: self.stride[0], :: self.stride[1]]
+            return x.transpose(0, 1).reshape(self.in_channels, -1), x.shape[2], x.shape[3]  # [in, n·h·w]
+        # im2col as a strided view of the padded input and one copy: several times faster than
+        # F.unfold on a CPU, whose im2col dominated the sparse 3x3 convolutions' time
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+        x = F.pad(x, (self.padding[1], self.padding[1], self.padding[0], self.padding[0]))
+        patches = x.unfold(2, dh * (kh - 1) + 1, self.stride[0]).unfold(3, dw * (kw - 1) + 1, self.stride[1])
+        patches = patches[..., ::dh, ::dw]  # [n, in, h, w, kh, kw]
+        height, width = patches.shape[2:4]
+        return patches.permute(1, 4, 5, 0, 2, 3).reshape(-1, x.shape[0] * height * width), height, width  # [in·kh·kw, n·h·w]
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -117,16 +128,19 @@ class SparseExport:
 @torch.no_grad()
 def export_sparse(model: nn.Module, mask: Mapping[str, torch.Tensor], example_input: torch.Tensor,
                   min_speedup: float = 1.05, repeats: int = 7, remove_channels: bool = True,
-                  sparse_kernels: bool = True) -> SparseExport:
+                  sparse_kernels: bool = True, channels_last: bool = True) -> SparseExport:
     """An inference copy of ``model`` under ``mask`` (CPU), faster where measurements say so.
 
     ``example_input`` should have the batch size the model will serve: which kernel wins depends
     on it. A layer goes sparse when its measured time drops by at least ``min_speedup``.
-    ``remove_channels`` and ``sparse_kernels`` turn steps 2 and 3 off (to measure each alone)."""
+    ``remove_channels``, ``sparse_kernels`` and ``channels_last`` turn steps 2, 3 and 4 off (to
+    measure each alone)."""
     model = copy.deepcopy(model).cpu().eval()
     apply_mask(model, mask)
     _fold_batchnorms(model)
     removed = _remove_dead_channels(model) if remove_channels else {}
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     inputs = _layer_inputs(model, example_input)
     layers = []
     for name, module in list(model.named_modules()):

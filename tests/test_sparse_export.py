@@ -101,3 +101,34 @@ def test_sparse_linear_matches_the_masked_linear():
     x = torch.randn(2, 3, 40)
     with torch.no_grad():
         assert torch.allclose(SparseLinear(linear)(x), linear(x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation", [(3, 1, 1, 1), (3, 2, 1, 1), (3, 1, 2, 2), (5, 2, 2, 1),
+                                                            (1, 1, 0, 1), (1, 2, 0, 1), (1, 1, 1, 1)])
+@pytest.mark.parametrize("batch,channels_last", [(1, False), (1, True), (3, False), (3, True)])
+def test_sparse_convolution_equals_torch_convolution(kernel, stride, padding, dilation, batch, channels_last):
+    torch.manual_seed(6)
+    conv = nn.Conv2d(6, 5, kernel, stride, padding, dilation).eval()
+    with torch.no_grad():
+        conv.weight.mul_(torch.rand_like(conv.weight) > 0.7)
+    x = torch.randn(batch, 6, 13, 11)
+    if channels_last:  # how the export's dense layers hand activations on
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.allclose(SparseConv2d(conv)(x), conv(x), atol=1e-5, rtol=0)
+
+
+def test_channels_last_changes_the_layout_only():
+    model = _model("resnet8")
+    mask = _mask(model, "resnet8", 0.9)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(7))
+    last = export_sparse(model, mask, x, sparse_kernels=False).model
+    first = export_sparse(model, mask, x, sparse_kernels=False, channels_last=False).model
+    last_weights = [m.weight for m in last.modules() if isinstance(m, nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in last_weights)
+    assert not all(w.is_contiguous() for w in last_weights)
+    assert all(m.weight.is_contiguous() for m in first.modules() if isinstance(m, nn.Conv2d))
+    with torch.no_grad():
+        expected = _reference(model, mask)(x)
+        assert torch.allclose(last(x), expected, atol=1e-4, rtol=0)
+        assert torch.allclose(first(x), expected, atol=1e-4, rtol=0)
