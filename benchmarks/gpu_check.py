@@ -108,7 +108,7 @@ class Check:
             if self.address:
                 ray.init(address=self.address, **options)
             else:
-                ray.init(include_dashboard=False, _temp_dir=str(self.work / "ray"), **options)
+                ray.init(address="local", include_dashboard=False, _temp_dir=str(self.work / "ray"), **options)
             self.address = ray.get_runtime_context().gcs_address
         return self.address
 

@@ -77,7 +77,7 @@ def main() -> None:
         pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", allow_bucket_creation=True).create_dir("bench")
         s3 = f"s3://bench?endpoint_override={endpoint}&scheme=http"
         (location(s3) / "resnet8.pt").write_bytes(weights.read_bytes())
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, _temp_dir=str(Path(work) / "ray"))
+        ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, _temp_dir=str(Path(work) / "ray"))
         address = ray.get_runtime_context().gcs_address
         local_wall = _sweep(address, str(Path(work) / "local"), str(weights), args)
         s3_wall = _sweep(address, s3, join_uri(s3, "resnet8.pt"), args)

@@ -205,7 +205,8 @@ def _init_ray(ray, args) -> None:
     if args.address:
         ray.init(address=args.address, **quiet)
     else:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", **quiet)
+        # "local": a new instance here, never a cluster some earlier `ray start` left on this machine
+        ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, dashboard_host="127.0.0.1", **quiet)
     print(f"Ray: {ray.cluster_resources().get('CPU', 0):g} CPUs" + (f" at {args.address}" if args.address else ""),
           flush=True)
 

@@ -38,7 +38,7 @@ def ray_cluster(tmp_path_factory):
     subprocesses join it with --address, so each test pays no Ray start-up."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")))
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
