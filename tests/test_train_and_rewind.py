@@ -73,7 +73,8 @@ def test_the_sgd_step_is_bit_identical_to_torchs_one_tensor_at_a_time_sgd():
     bits = lambda t: t.detach().view(torch.int32)  # noqa: E731  (bitwise: -0.0 is not 0.0)
     for p, p0 in zip(models[0].parameters(), models[1].parameters()):
         assert torch.equal(bits(p), bits(p0))
-        assert torch.equal(bits(optimizers[0].state[p]["momentum_buffer"]), bits(optimizers[1].state[p0]["momentum_buffer"]))
+        momenta = [optimizer.state[q]["momentum_buffer"] for optimizer, q in zip(optimizers, (p, p0))]
+        assert torch.equal(bits(momenta[0]), bits(momenta[1]))
 
 
 def test_training_is_repeatable_on_cpu_with_a_seed():
