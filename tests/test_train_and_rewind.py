@@ -7,7 +7,7 @@ from ray_lth.models import build_model, get_model_spec, prunable_parameters
 from ray_lth.pruning import global_magnitude_prune
 from ray_lth.rewind import capture_state, early_rewind_iteration, restore_state
 from ray_lth.tasks import ClassificationTask
-from ray_lth.train import MaskedParameters, TrainHparams, schedule_for, train_masked
+from ray_lth.train import OPTIMIZERS, MaskedParameters, TrainHparams, schedule_for, train_masked
 
 CPU = torch.device("cpu")
 
@@ -56,6 +56,25 @@ def test_pruned_weights_and_their_momentum_stay_exactly_zero():
         momentum = optimizer.state[params[name]]["momentum_buffer"]
         assert (momentum[~keep] == 0).all(), name
         assert not torch.equal(params[name][keep], before[name][keep]), f"{name} did not train"
+
+
+def test_the_sgd_step_is_bit_identical_to_torchs_one_tensor_at_a_time_sgd():
+    hparams = TrainHparams(epochs=1, batch_size=8, lr=0.1, weight_decay=5e-4)
+    models = [_pruned_model(seed=2)[0] for _ in range(2)]
+    optimizers = [OPTIMIZERS["sgd"](models[0].parameters(), hparams),
+                  torch.optim.SGD(models[1].parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, foreach=False)]
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(4):  # the first step starts the momentum, the others update it
+        grads = [torch.randn(p.shape, generator=generator) for p in models[0].parameters()]
+        for model, optimizer in zip(models, optimizers):
+            for p, grad in zip(model.parameters(), grads):
+                p.grad = grad.clone()
+            optimizer.step()
+    bits = lambda t: t.detach().view(torch.int32)  # noqa: E731  (bitwise: -0.0 is not 0.0)
+    for p, p0 in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(bits(p), bits(p0))
+        momenta = [optimizer.state[q]["momentum_buffer"] for optimizer, q in zip(optimizers, (p, p0))]
+        assert torch.equal(bits(momenta[0]), bits(momenta[1]))
 
 
 def test_training_is_repeatable_on_cpu_with_a_seed():
