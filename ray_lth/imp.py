@@ -109,6 +109,24 @@ def rebuilt_rewind_state(config: ImpConfig, task, reference: RewindReference) ->
     return reference.check_state(start_state(config, task)[0])
 
 
+def initial_state(config: ImpConfig, task) -> TrajectoryState:
+    """Round 0's state: the rewind state, and the first mask (dense, or the transferred ``mask_file``,
+    perturbed as the config says)."""
+    rewind_state, prunable, restored = start_state(config, task)
+    first_mask = ones_mask(prunable)
+    if config.mask_file:
+        first_mask = load_mask(config.mask_file)
+        check_compatible(first_mask, prunable, what=f"mask_file {config.mask_file}")
+        first_mask = perturb_mask(first_mask, config.mask_perturbation, config.perturbation_fraction,
+                                  round_generator(config.seed, 0, _PERTURB))
+    elif config.mask_perturbation != "none":
+        raise ValueError(f"mask_perturbation={config.mask_perturbation!r} perturbs a found mask: give mask_file")
+    reference = RewindReference.of(rewind_state, "file" if config.rewind_file else "recompute", task.num_outputs,
+                                   config.rewind_file or config.weights)
+    return TrajectoryState(next_round=0, mask=first_mask, round_mask=first_mask, rewind_state=rewind_state,
+                           rewind=reference, restored_keys=restored)
+
+
 def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, task=None,
                    progress: Optional[Callable[..., None]] = None,
                    round_runner: Optional[Callable[..., "TrainedRound"]] = None,
@@ -134,19 +152,7 @@ def run_trajectory(config: ImpConfig, state: Optional[TrajectoryState] = None, t
     task = task or build_task(config.task, config.data_root, config.image_size, loading,
                               val_images=config.val_images, **config.task_options)
     if state is None:
-        rewind_state, prunable, restored = start_state(config, task)
-        first_mask = ones_mask(prunable)
-        if config.mask_file:
-            first_mask = load_mask(config.mask_file)
-            check_compatible(first_mask, prunable, what=f"mask_file {config.mask_file}")
-            first_mask = perturb_mask(first_mask, config.mask_perturbation, config.perturbation_fraction,
-                                      round_generator(config.seed, 0, _PERTURB))
-        elif config.mask_perturbation != "none":
-            raise ValueError(f"mask_perturbation={config.mask_perturbation!r} perturbs a found mask: give mask_file")
-        reference = RewindReference.of(rewind_state, "file" if config.rewind_file else "recompute", task.num_outputs,
-                                       config.rewind_file or config.weights)
-        state = TrajectoryState(next_round=0, mask=first_mask, round_mask=first_mask, rewind_state=rewind_state,
-                                rewind=reference, restored_keys=restored)
+        state = initial_state(config, task)
     elif state.rewind_state is None and state.next_round <= config.rounds:
         # saved by reference (θ_p file or θ_0 seed, rewind_file): rebuilt as round 0 built it, verified
         state = replace(state, rewind_state=rebuilt_rewind_state(config, task, state.rewind))
@@ -192,6 +198,23 @@ class TrainedRound:
     carried: Optional[CarriedState] = None  # what the next round takes over from this one's end
 
 
+def _early_rewind_capture(config: ImpConfig, task, round_index: int, model, trained_model) -> Optional[dict]:
+    """In round 0 of an early-rewind trajectory, ``{"hook": step_hook}`` whose hook fills in
+    ``"state"`` (θ_k%) at the rewind iteration; None in every other round."""
+    if not (round_index == 0 and config.rewind == "early" and not config.rewind_file):
+        return None
+    capture_at = early_rewind_iteration(config.train.epochs * task.batches_per_epoch(config.train.batch_size),
+                                        config.rewind_fraction)
+    captured = {}
+
+    def hook(iteration):
+        if iteration == capture_at:
+            captured["state"] = capture_state(model, trained_model)
+
+    captured["hook"] = hook
+    return captured
+
+
 def train_round(config: ImpConfig, task, round_index: int, state: TrajectoryState, device: torch.device,
                 progress: Optional[Callable[..., None]] = None, distributed=None) -> TrainedRound:
     """Build the model, restore the rewind state under ``state.mask``, then train (or, for a
@@ -220,17 +243,8 @@ def train_round(config: ImpConfig, task, round_index: int, state: TrajectoryStat
     optimizer_state = None  # for train_masked, where the momentum goes on from round to round
     if config.carry_optimizer:  # a copy: training updates the buffers it loads in place
         optimizer_state = copy.deepcopy(state.carried.optimizer or {}) if state.carried else {}
-    step_hook = None
-    if round_index == 0 and config.rewind == "early" and not config.rewind_file:
-        capture_at = early_rewind_iteration(config.train.epochs * task.batches_per_epoch(config.train.batch_size),
-                                            config.rewind_fraction)
-        captured = {}
-
-        def step_hook(iteration, model=model, trained_model=trained_model, captured=captured,
-                      capture_at=capture_at):
-            if iteration == capture_at:
-                captured["state"] = capture_state(model, trained_model)
-
+    captured = _early_rewind_capture(config, task, round_index, model, trained_model)
+    step_hook = captured["hook"] if captured else None
     if round_index == 0 and not config.train_dense:
         # θ_p is the dense network trained on this very task: score it, prune its magnitudes
         metrics = {**(task.evaluate(trained_model, device) if scores else {}), "iterations": 0}

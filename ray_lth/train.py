@@ -57,32 +57,23 @@ class TrainHparams:
 
     def __post_init__(self):
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        for name, holds, expected in (
+                ("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
+                ("lr", self.lr > 0, "> 0"), ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
+                ("weight_decay", self.weight_decay >= 0, ">= 0"),
+                ("min_lr", 0 <= self.min_lr <= self.lr, f"in [0, lr={self.lr}]"),
+                ("warmup_iters", self.warmup_iters >= 0, ">= 0"), ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"),
+                ("backbone_lr_factor", self.backbone_lr_factor > 0, "> 0"),
+                ("fine_tune_batch_size", self.fine_tune_batch_size is None or self.fine_tune_batch_size >= 1,
+                 ">= 1 (or None: the batch_size)")):
+            if not holds:
+                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)}")
         if any(not 0 < m < self.epochs for m in self.milestones):
             raise ValueError(f"milestones must lie in (0, epochs={self.epochs}), got {list(self.milestones)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={self.optimizer!r} is not allowed; choose one of {sorted(OPTIMIZERS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule={self.lr_schedule!r} is not allowed; choose one of {list(LR_SCHEDULES)}")
-        if not 0 <= self.min_lr <= self.lr:
-            raise ValueError(f"min_lr must be in [0, lr={self.lr}], got {self.min_lr}")
-        if self.warmup_iters < 0:
-            raise ValueError(f"warmup_iters must be >= 0, got {self.warmup_iters}")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
-        if not self.backbone_lr_factor > 0:
-            raise ValueError(f"backbone_lr_factor must be > 0, got {self.backbone_lr_factor}")
-        if self.fine_tune_batch_size is not None and self.fine_tune_batch_size < 1:
-            raise ValueError(f"fine_tune_batch_size must be >= 1 (or None: the batch_size), got {self.fine_tune_batch_size}")
         check_precision(self.precision)
         if self.warmup_iters and self.warmup_epochs:
             raise ValueError(f"give the warm-up in iterations or in epochs, not both (warmup_iters={self.warmup_iters}, "
@@ -290,13 +281,7 @@ def train_masked(
     masked = None if is_dense(mask) else MaskedParameters(masked_module or model, mask)
     if masked is not None:
         masked.apply_to_weights()
-    optimizer = OPTIMIZERS[hparams.optimizer](parameter_groups(model, task, hparams), hparams)
-    per_epoch = max(1, task.batches_per_epoch(hparams.batch_size))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(hparams, it, per_epoch))
-    if optimizer_state:  # the hyperparameters stay this round's own: only the per-parameter state goes on
-        optimizer.load_state_dict({**optimizer_state, "param_groups": optimizer.state_dict()["param_groups"]})
-        if masked is not None:
-            masked.apply_to_momentum(optimizer)
+    optimizer, scheduler = _optimizer_and_schedule(model, task, hparams, masked, optimizer_state)
     iteration = 0
     epoch_loss = float("nan")
     started = time.perf_counter()
@@ -325,9 +310,28 @@ def train_masked(
         if progress is not None:
             progress(epoch + 1, hparams.epochs, epoch_loss, time.perf_counter() - started)
     if optimizer_state is not None:
-        final = optimizer.state_dict()
-        final["state"] = {i: {k: v.detach().to("cpu", copy=True) if torch.is_tensor(v) else v for k, v in s.items()}
-                          for i, s in final["state"].items()}
-        optimizer_state.clear()
-        optimizer_state.update(final)
+        _hand_back(optimizer, optimizer_state)
     return {"train_loss": epoch_loss, "iterations": iteration}
+
+
+def _optimizer_and_schedule(model: nn.Module, task, hparams: TrainHparams, masked: Optional["MaskedParameters"],
+                            optimizer_state: Optional[dict]):
+    """The round's optimizer (going on from ``optimizer_state``'s per-parameter state, if any) and
+    its per-iteration lr schedule."""
+    optimizer = OPTIMIZERS[hparams.optimizer](parameter_groups(model, task, hparams), hparams)
+    per_epoch = max(1, task.batches_per_epoch(hparams.batch_size))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(hparams, it, per_epoch))
+    if optimizer_state:  # the hyperparameters stay this round's own: only the per-parameter state goes on
+        optimizer.load_state_dict({**optimizer_state, "param_groups": optimizer.state_dict()["param_groups"]})
+        if masked is not None:
+            masked.apply_to_momentum(optimizer)
+    return optimizer, scheduler
+
+
+def _hand_back(optimizer, optimizer_state: dict) -> None:
+    """``optimizer``'s final state into ``optimizer_state``, on the CPU."""
+    final = optimizer.state_dict()
+    final["state"] = {i: {k: v.detach().to("cpu", copy=True) if torch.is_tensor(v) else v for k, v in s.items()}
+                      for i, s in final["state"].items()}
+    optimizer_state.clear()
+    optimizer_state.update(final)
