@@ -9,18 +9,20 @@ its seed-mean the curve recovered and the search goes on past it, so the answer 
 matching level it has seen. It asks for (level, seed) evaluations and is told their metric, so
 the same object drives a synchronous loop (benchmarks) or a Tune searcher.
 
-Its state is the results alone. The answer is bracketed by seed-mean verdicts: ``low``, the
-sparsest level whose seed-mean matches, and ``high``, the densest past it whose seed-mean fails;
+Its state is the results alone. The answer is bracketed by decided seed-mean verdicts: ``low``,
+the sparsest level known to match on its seed-mean (the answer is never denser), and ``high``, the
+densest level past it known to fail;
 the bisection runs inside that bracket again after every result, each probe judged on its
 seed-mean where that is decided, on the seeds evaluated there otherwise. A confirmation that
 contradicts the probe seed therefore re-opens the bisection from what is known (a level probed
 before is taken first: it narrows the interval for free) instead of walking level by level.
-It spends no evaluation whose outcome cannot change the answer:
+It saves evaluations where that cannot change the answer:
 - the two levels the bisection ends at are confirmed one after the other, the one nearer the
   threshold first: where it contradicts its probe, the other is never confirmed;
 - with ``metric_bounds`` (top-1, AP and mIoU lie in [0, 1]) a seed-mean is decided as soon as
   its remaining seeds could not change the verdict even scoring the worst or best possible,
-  and the seeds of a level are asked for only as far as the bounds could not yet decide it;
+  and the seeds of a level are asked for only as far as the bounds could not yet decide it (so
+  with bounds a Tune searcher gets fewer fine-tunes to run at once);
 - a probe's result counts toward its level's seed-mean.
 Every answer rests on seed-mean verdicts over every seed (or one the bounds decide), so where
 matching is monotone in the level the answer is the exhaustive scan's, whatever one seed does.
