@@ -148,7 +148,12 @@ def main() -> None:
           + (f" (replayed from {args.table})" if args.table else ""))
     print("exhaustive seed-means by level: " + ", ".join(
         f"{pct(lv)} % {100 * sum(table[(lv, s)] for s in seeds) / len(seeds):.2f}" for lv in range(levels)))
-    print(f"boundary: {boundary_position(exhaustive, levels)}")
+    verdicts = [sum(table[(lv, s)] for s in seeds) / len(seeds) >= band.threshold for lv in range(levels)]
+    first_failing = next((lv for lv, ok in enumerate(verdicts) if not ok), None)
+    bent = first_failing is not None and any(verdicts[first_failing:])  # a seed-mean recovers past a failure
+    print(f"boundary: {boundary_position(exhaustive, levels)}" + (
+        f"; the seed-mean is not monotone: level {first_failing + 1} fails first, so a search that assumes "
+        f"monotonicity can stop before the answer" if bent else ""))
     rows = [["exhaustive", "-", pct(exhaustive), boundary_position(exhaustive, levels), len(table) + len(seeds),
              exhaustive_epochs, "", "-" if exhaustive_seconds is None else f"{exhaustive_seconds:.1f}"]]
     for order in range(args.probe_orders):
