@@ -2,14 +2,30 @@
 
 Where every level can be evaluated on its own (transfer: every upstream round's mask already
 exists), exhaustive evaluation trains every level × every seed. ``BoundarySearch`` instead
-bisects over the levels with one seed, assuming matching is monotone (dense side matches, sparse
-side fails), then confirms the boundary with all seeds at the boundary and its sparser neighbour
-(adaptive replicates; a probe within ``margin`` of the threshold gets every seed at once), moving
-the boundary while the confirmation disagrees, and finally probes ``lookahead`` levels past the
-boundary with one seed; where one matches (confirmed with every seed) the curve recovered, and
-the bisection goes on past it, so the answer is the sparsest matching level it has seen. It asks for
-(level, seed) evaluations and is told their metric, so the same object drives a synchronous loop
-(benchmarks) or a Tune searcher.
+bisects over the levels with one probe seed, assuming matching is monotone (dense side matches,
+sparse side fails), then confirms the pair it ends at with the seed-mean over every seed, and
+finally probes ``lookahead`` levels past the boundary with the probe seed; where one matches on
+its seed-mean the curve recovered and the search goes on past it, so the answer is the sparsest
+matching level it has seen. It asks for (level, seed) evaluations and is told their metric, so
+the same object drives a synchronous loop (benchmarks) or a Tune searcher.
+
+Its state is the results alone. The answer is bracketed by decided seed-mean verdicts: ``low``,
+the sparsest level known to match on its seed-mean (the answer is never denser), and ``high``, the
+densest level past it known to fail;
+the bisection runs inside that bracket again after every result, each probe judged on its
+seed-mean where that is decided, on the seeds evaluated there otherwise. A confirmation that
+contradicts the probe seed therefore re-opens the bisection from what is known (a level probed
+before is taken first: it narrows the interval for free) instead of walking level by level.
+It saves evaluations where that cannot change the answer:
+- the two levels the bisection ends at are confirmed one after the other, the one nearer the
+  threshold first: where it contradicts its probe, the other is never confirmed;
+- with ``metric_bounds`` (top-1, AP and mIoU lie in [0, 1]) a seed-mean is decided as soon as
+  its remaining seeds could not change the verdict even scoring the worst or best possible,
+  and the seeds of a level are asked for only as far as the bounds could not yet decide it (so
+  with bounds a Tune searcher gets fewer fine-tunes to run at once);
+- a probe's result counts toward its level's seed-mean.
+Every answer rests on seed-mean verdicts over every seed (or one the bounds decide), so where
+matching is monotone in the level the answer is the exhaustive scan's, whatever one seed does.
 
 The answer states its confidence: the seeds used at the boundary level and its neighbour, and
 whether any evaluation contradicted monotonicity (then the answer is flagged ``uncertain``: a
@@ -36,21 +52,20 @@ class BoundaryAnswer:
 
 class BoundarySearch:
     def __init__(self, num_levels: int, seeds: Sequence[int], band: DenseBand, probe_seeds: int = 1,
-                 lookahead: int = 1, margin: Optional[float] = None):
+                 lookahead: int = 1, metric_bounds: Optional[Tuple[float, float]] = None):
         if num_levels < 1:
             raise ValueError(f"num_levels must be >= 1, got {num_levels}")
         if not 1 <= probe_seeds <= len(seeds):
             raise ValueError(f"probe_seeds must be in 1..{len(seeds)}, got {probe_seeds}")
+        if metric_bounds is not None and not metric_bounds[0] < metric_bounds[1]:
+            raise ValueError(f"metric_bounds must be (lowest, highest) with lowest < highest, got {metric_bounds}")
         self.num_levels = num_levels
         self.seeds = list(seeds)
         self.band = band
         self.probe_seeds = self.seeds[:probe_seeds]
         self.lookahead = lookahead  # probe-seed checks past the boundary, to catch a curve that recovers
-        # a probe whose mean lies within ``margin`` of the threshold is too close to call with few
-        # seeds: that level gets every seed before the bisection moves (default: 2 dense stds)
-        self.margin = 2 * band.std if margin is None else margin
+        self.metric_bounds = metric_bounds  # the lowest and highest metric possible; None: unbounded
         self.results: Dict[Tuple[int, int], float] = {}
-        self.low, self.high = -1, num_levels  # invariant: level low matches (or -1), level high fails (or n)
 
     def tell(self, level: int, seed: int, metric: float) -> None:
         self.results[(level, seed)] = float(metric)
@@ -60,51 +75,97 @@ class BoundarySearch:
         values = [self.results.get((level, s)) for s in seeds]
         return None if None in values else is_matching(statistics.fmean(values), self.band)
 
+    def decided(self, level: int) -> Optional[bool]:
+        """The verdict on the seed-mean over every seed at ``level`` once the results in decide it
+        (every seed in, or ``metric_bounds`` leave the missing seeds no way to change it); else None."""
+        known = [self.results[(level, s)] for s in self.seeds if (level, s) in self.results]
+        missing = len(self.seeds) - len(known)
+        if missing == 0:
+            return is_matching(statistics.fmean(known), self.band)
+        if self.metric_bounds is None:
+            return None
+        lowest, highest = self.metric_bounds
+        if is_matching((sum(known) + missing * lowest) / len(self.seeds), self.band):
+            return True
+        if not is_matching((sum(known) + missing * highest) / len(self.seeds), self.band):
+            return False
+        return None
+
     def requests(self) -> List[Tuple[int, int]]:
         """The (level, seed) evaluations needed next; empty when the search is done."""
-        while True:
-            if self.high - self.low > 1:  # bisection phase, with the probe seeds
-                mid = (self.low + self.high) // 2
-                verdict = self.matches(mid, self.probe_seeds)
-                if verdict is None:
-                    return self._missing(mid, self.probe_seeds)
-                if self._too_close(mid):
-                    missing = self._missing(mid, self.seeds)
-                    if missing:
-                        return missing
-                    verdict = self.matches(mid, self.seeds)
-                self.low, self.high = (mid, self.high) if verdict else (self.low, mid)
-                continue
-            # confirmation phase: all seeds at the boundary and at its sparser neighbour
-            missing = [r for level in (self.low, self.high) if 0 <= level < self.num_levels
-                       for r in self._missing(level, self.seeds)]
-            if missing:
-                return missing
-            if self.low >= 0 and not self.matches(self.low, self.seeds):
-                self.low, self.high = self.low - 1, self.low  # the boundary moves denser
-                continue
-            if self.high < self.num_levels and self.matches(self.high, self.seeds):
-                self.low, self.high = self.high, self.high + 1  # ... or sparser
-                continue
-            beyond = range(self.high + 1, min(self.high + 1 + self.lookahead, self.num_levels))
-            missing = [r for level in beyond for r in self._missing(level, self.probe_seeds)]
-            if missing:
-                return missing
-            recovered = None
-            for level in beyond:  # the curve may recover past a failing level: check with every seed
-                if self.matches(level, self.probe_seeds):
-                    missing = self._missing(level, self.seeds)
-                    if missing:
-                        return missing
-                    if self.matches(level, self.seeds):
-                        recovered = level
-            if recovered is None:
-                return []
-            self.low, self.high = recovered, self.num_levels  # search on past the recovery
+        low, high = self._bounds()
+        if high - low > 1:
+            pair = self._locate(low, high)
+            if isinstance(pair, list):
+                return pair  # a probe
+            # (low, high) is no confirmed pair, so one of the two the bisection ends at is unconfirmed:
+            # the one nearer the threshold first, the likelier to contradict its probe
+            unconfirmed = [lv for lv in pair if 0 <= lv < self.num_levels and self.decided(lv) is None]
+            return self._more_seeds(min(unconfirmed, key=self._distance))
+        beyond = range(high + 1, min(high + 1 + self.lookahead, self.num_levels))
+        missing = [r for level in beyond for r in self._missing(level, self.probe_seeds)]
+        if missing:
+            return missing
+        # the curve may recover past a failing level: a look-ahead probe that matches gets its
+        # seed-mean; where that matches too, it becomes low and the search goes on past it
+        recovering = [lv for lv in beyond if self.decided(lv) is None and self._estimate(lv) >= self.band.threshold]
+        return self._more_seeds(recovering[0]) if recovering else []
 
-    def _too_close(self, level: int) -> bool:
-        mean = statistics.fmean(self.results[(level, s)] for s in self.probe_seeds)
-        return abs(mean - self.band.threshold) <= self.margin
+    def _bounds(self) -> Tuple[int, int]:
+        """The sparsest level whose seed-mean matches (-1: none yet), and the densest level past it
+        whose seed-mean fails (num_levels: none yet). The answer is never denser than the first."""
+        low = max((lv for lv in range(self.num_levels) if self.decided(lv)), default=-1)
+        high = min((lv for lv in range(low + 1, self.num_levels) if self.decided(lv) is False),
+                   default=self.num_levels)
+        return low, high
+
+    def _locate(self, low: int, high: int):
+        """Bisection inside (low, high) on each probe's verdict (its seed-mean's once decided):
+        the adjacent pair (matches, fails) it ends at, or the probe it needs first (a list)."""
+        while high - low > 1:
+            mid = self._next_probe(low, high)
+            missing = self._missing(mid, self.probe_seeds)
+            if missing:
+                return missing
+            verdict = self.decided(mid)
+            if verdict is None:
+                verdict = is_matching(self._estimate(mid), self.band)
+            low, high = (mid, high) if verdict else (low, mid)
+        return low, high
+
+    def _next_probe(self, low: int, high: int) -> int:
+        """The level to probe inside (low, high): a level probed before, the one nearest the middle
+        (it narrows the interval for free), else the middle."""
+        probed = [lv for lv in range(low + 1, high) if any((lv, s) in self.results for s in self.seeds)]
+        if probed:
+            return min(probed, key=lambda lv: abs(2 * lv - low - high))
+        return (low + high) // 2
+
+    def _estimate(self, level: int) -> float:
+        """The mean over the seeds evaluated at ``level`` (at least the probe seeds)."""
+        return statistics.fmean(self.results[(level, s)] for s in self.seeds if (level, s) in self.results)
+
+    def _distance(self, level: int) -> float:
+        return abs(self._estimate(level) - self.band.threshold)
+
+    def _more_seeds(self, level: int) -> List[Tuple[int, int]]:
+        """The next seeds to evaluate at ``level``: as many as can run before the bounds could
+        decide its verdict (every missing seed where there are no bounds)."""
+        missing = self._missing(level, self.seeds)
+        if self.metric_bounds is None:
+            return missing
+        return missing[:self._seeds_before_decidable(level, len(missing))]
+
+    def _seeds_before_decidable(self, level: int, missing: int) -> int:
+        """The fewest more seeds after which, at best, the bounds decide the verdict at ``level``."""
+        known = sum(self.results[(level, s)] for s in self.seeds if (level, s) in self.results)
+        lowest, highest = self.metric_bounds
+        for more in range(1, missing):
+            rest = missing - more
+            if (is_matching((known + more * highest + rest * lowest) / len(self.seeds), self.band)
+                    or not is_matching((known + more * lowest + rest * highest) / len(self.seeds), self.band)):
+                return more
+        return missing
 
     def _missing(self, level: int, seeds: Sequence[int]) -> List[Tuple[int, int]]:
         return [(level, s) for s in seeds if (level, s) not in self.results]
@@ -116,12 +177,13 @@ class BoundarySearch:
             (dense, sparse) for dense in range(self.num_levels) for sparse in range(dense + 1, self.num_levels)
             if self._probe_verdict(dense) is False and self._probe_verdict(sparse) is True
         ]
-        level = self.low if self.low >= 0 else None
+        low, high = self._bounds()
+        level = low if low >= 0 else None
         count = lambda lv: sum((lv, s) in self.results for s in self.seeds)  # noqa: E731
         reason = ("monotone on every level evaluated" if not contradictions else
                   f"non-monotone: level {contradictions[0][1]} matched although level {contradictions[0][0]} failed")
         return BoundaryAnswer(level, count(level) if level is not None else 0,
-                              count(self.high) if self.high < self.num_levels else 0,
+                              count(high) if high < self.num_levels else 0,
                               len(self.results), bool(contradictions), reason)
 
     def _probe_verdict(self, level: int) -> Optional[bool]:
