@@ -152,7 +152,8 @@ def masked_step(check: Check, figures: dict) -> None:
 ABLATION = {"gpu": dict(overrides=dict(temperature=[0.1, 0.5, 2.0, 10.0], device="cuda"),
                         shared=dict(gpus_per_trial=0.25), alone=dict(gpus_per_trial=1.0)),
             "smoke": dict(overrides=dict(temperature=[0.5, 2.0], model="resnet8", device="cpu", epochs=1,
-                                         batch_size=32, train_images=64, eval_images=64, retrieval_batch_size=32),
+                                         batch_size=32, train_images=64, eval_images=64, retrieval_batch_size=32,
+                                         downstream_epochs=1),
                           shared=dict(cpus_per_trial=0.5), alone=dict(cpus_per_trial=None))}
 # None: 3/4 of Ray's CPUs, so that one trial runs at a time (on CI's 2 CPUs with one torch thread,
 # as the shared trials: a trial of 2 threads on 2 busy cores crawls)

@@ -139,13 +139,13 @@ def test_paper_cifar_runs_resnet50_cifar_from_a_torchvision_file_on_cifar10_pick
 def test_pretrain_imagenet_scores_theta_p_then_runs_imp_with_its_fc(ray_cluster, paper_files, tmp_path):
     files, theta_p = paper_files
     log = _sweep(ray_cluster, tmp_path, "pretrain_imagenet", "--weights", str(files / "resnet50-theta_img.pth"),
-                 "--data-root", str(files / "data"), "--set", "epochs=1", "--set", "rounds=2",
+                 "--data-root", str(files / "data"), "--set", "epochs=1", "--set", "rounds=1",
                  "--set", "image_size=32", "--set", "batch_size=250", "--set", "num_workers=0")
     assert "heads from the file: fc" in log
     (folder, records), = _trajectories(tmp_path / "pretrain_imagenet")
     rewind = _check_every_round_started_from_the_rewind_state(folder, records)
     assert all(torch.equal(rewind[k], theta_p[k]) for k in theta_p)  # the whole file, fc included
-    assert [r["epochs"] for r in records] == [0, 1, 2]  # round 0 scores θ_p without training it
+    assert [r["epochs"] for r in records] == [0, 1]  # round 0 scores θ_p without training it
     assert all(r["metrics"]["best_epoch"] == 1 for r in records[1:])
 
 
@@ -154,16 +154,16 @@ def test_pretrain_moco_loads_the_checkpoints_mlp_as_its_projection_head(ray_clus
     checkpoint = torch.load(files / "moco_v2_800ep_pretrain.pth.tar", weights_only=True)["state_dict"]
     log = _sweep(ray_cluster, tmp_path, "pretrain_moco", "--weights", str(files / "moco_v2_800ep_pretrain.pth.tar"),
                  "--data-root", str(files / "data"), "--set", "model=resnet50", "--set", "dataset=imagenet",
-                 "--set", "image_size=32", "--set", "epochs=1", "--set", "rounds=2", "--set", "seed=[0,1]",
+                 "--set", "image_size=32", "--set", "epochs=1", "--set", "rounds=1", "--set", "seed=[0,1]",
                  "--set", "train_images=64", "--set", "eval_images=64", "--set", "queue_size=256",
                  "--set", "batch_size=32")
     assert "heads from the file: projection head" in log
     rows = _rows(tmp_path / "pretrain_moco")
-    assert sorted((int(r["seed"]), int(r["round"])) for r in rows) == [(s, k) for s in (0, 1) for k in range(3)]
+    assert sorted((int(r["seed"]), int(r["round"])) for r in rows) == [(s, k) for s in (0, 1) for k in range(2)]
     encoder_q = {k[len("module.encoder_q."):]: v for k, v in checkpoint.items() if k.startswith("module.encoder_q.")}
     for folder, records in _trajectories(tmp_path / "pretrain_moco"):
         _check_round_0_scores_theta_p_and_prunes_it(folder, records, encoder_q)  # weights_format: auto
-        assert len({r["start_digest"] for r in records}) == 3  # each round its own mask, from one rewind state
+        assert len({r["start_digest"] for r in records}) == 2  # each round its own mask, from one rewind state
         rewind = _rewind_state(folder)
         head = {k: v for k, v in rewind.items() if k.startswith("wrapper.") and k.endswith(("0.weight", "2.weight"))}
         file_head = [checkpoint["module.encoder_q.fc.0.weight"], checkpoint["module.encoder_q.fc.2.weight"]]

@@ -136,10 +136,12 @@ def test_s3_sweep_writes_every_file_to_the_bucket_and_none_locally(ray_cluster, 
 
 
 def test_a_killed_driver_resumes_from_s3_with_the_same_rows_as_an_uninterrupted_run(ray_cluster, s3_server,
-                                                                                     tmp_path):
+                                                                                     resnet8_weights, tmp_path):
     storage = s3_server("lth-killd")
+    # the session's θ_p (a local file): the embedded one's pre-training and its cache in the bucket
+    # are the killed-worker test's
     launcher = _launch(ray_cluster, storage, "--set", "seed=[0, 1]", "--set", "rounds=3", "--set", "epochs=3",
-                       "--name", "killd", cwd=tmp_path)
+                       "--weights", str(resnet8_weights), "--name", "killd", cwd=tmp_path)
     experiment = location(storage) / "killd"
     _wait_for_round(experiment, 1)
     os.killpg(launcher.pid, signal.SIGKILL)
@@ -194,7 +196,7 @@ def test_the_temperature_ablation_keeps_its_tickets_and_tables_in_s3(ray_cluster
     (location(storage) / "resnet8.pt").write_bytes(resnet8_weights.read_bytes())
     tiny = ["--set", "model=resnet8", "--set", "epochs=1", "--set", "batch_size=64", "--set", "train_images=128",
             "--set", "eval_images=128", "--set", "retrieval_batch_size=64", "--set", "mask_round=1",
-            "--set", "target_sparsity=0.36", "--set", "temperature=[0.5]"]
+            "--set", "target_sparsity=0.36", "--set", "temperature=[0.5]", "--set", "downstream_epochs=1"]
     result = subprocess.run([sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", ray_cluster,
                              "--storage", storage, "--space", "simclr_temperature", "--name", "abl",
                              "--weights", join_uri(storage, "resnet8.pt"), *tiny],
