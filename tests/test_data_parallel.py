@@ -213,13 +213,13 @@ def test_sharded_batches_cover_each_global_batch_once_and_the_batch_must_divide(
 
 
 def _launch(address, storage, name, weights, epochs, *extra):
-    """A one-trial sweep of 2 rounds (0 and 1) whose rounds train on 2 Ray Train workers of 0.99
-    CPU each (the trial holds 0.01 CPU: 2 CPUs in all, the shared instance's)."""
+    """A one-trial sweep of 2 rounds (0 and 1) whose rounds train on 2 Ray Train workers of 1 CPU
+    each: the shared instance's 2 CPUs, the obvious command (the trial itself reserves no CPU)."""
     command = [sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", address, "--storage", str(storage),
                "--name", name, "--space", "quick", "--weights", str(weights), "--set", "model=resnet8",
                "--set", "task=digits", "--set", "pruning=global", "--set", "seed=[0]", "--set", "rounds=1",
                "--set", f"epochs={epochs}", "--set", "device=cpu", "--patience", "100",
-               "--workers-per-trial", "2", "--cpus-per-worker", "0.99", *extra]
+               "--workers-per-trial", "2", *extra]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 
