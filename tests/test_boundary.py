@@ -77,12 +77,17 @@ def _monotone_table(rng, levels, seeds, band, boundary, spread):
     return table
 
 
+def _random_setting(rng, max_levels: int, dense_range: tuple):
+    """(levels, seeds, dense band) of a random case: 1..max_levels levels, 1..4 seeds, 3 dense scores."""
+    levels, seeds = rng.randint(1, max_levels), list(range(rng.randint(1, 4)))
+    return levels, seeds, dense_band([rng.uniform(*dense_range) for _ in range(3)])
+
+
 @pytest.mark.parametrize("metric_bounds", [None, (0.0, 1.0)])
 def test_every_probe_seed_answers_as_a_full_scan_wherever_the_seed_mean_is_monotone(metric_bounds):
     rng = random.Random(21)
     for _ in range(150):
-        levels, seeds = rng.randint(1, 12), list(range(rng.randint(1, 4)))
-        band = dense_band([rng.uniform(0.4, 0.6) for _ in range(3)])
+        levels, seeds, band = _random_setting(rng, 12, (0.4, 0.6))
         boundary = rng.randint(-1, levels - 1)
         table = _monotone_table(rng, levels, seeds, band, boundary, spread=rng.choice([0.002, 0.02, 0.2]))
         scan = exhaustive_max_matching(table, levels, seeds, band)
@@ -99,8 +104,7 @@ def test_every_probe_seed_answers_as_a_full_scan_wherever_the_seed_mean_is_monot
 def test_on_any_table_the_answer_is_a_level_whose_seed_mean_matches_and_whose_neighbour_fails(metric_bounds):
     rng = random.Random(4)
     for _ in range(300):
-        levels, seeds = rng.randint(1, 10), list(range(rng.randint(1, 4)))
-        band = dense_band([rng.uniform(0.45, 0.55) for _ in range(3)])
+        levels, seeds, band = _random_setting(rng, 10, (0.45, 0.55))
         table = {(lv, s): rng.uniform(0.3, 0.7) for lv in range(levels) for s in seeds}  # no monotonicity at all
         mean_matches = [statistics.fmean(table[(lv, s)] for s in seeds) >= band.threshold for lv in range(levels)]
         for order in range(len(seeds)):
