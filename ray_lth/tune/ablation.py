@@ -17,6 +17,7 @@ from .. import experiment_layout as layout
 from ..ablation import TemperatureAblationSpace, run_ablation_trial, temperature_table
 from ..spaces import space_to_json
 from ..storage import Location, location, on_filesystem, storage_path_for_ray
+from .outcome_text import ablation_text
 from .sweep import SweepError, check_resources, write_summary
 from .trial_errors import fail_once, trial_failures
 
@@ -35,8 +36,6 @@ class AblationOutcome:
         return self.experiment.local_path
 
     def text(self) -> str:
-        from .outcome_text import ablation_text
-
         return ablation_text(self)
 
 

@@ -35,6 +35,7 @@ from ..transfer import replay_boundary_searches, transfer_verdicts
 from .console import RoundLines, StatusTable, quiet_ray_loggers
 from .data_parallel import WorkerResources
 from .dependency import DependencySearcher
+from .outcome_text import sweep_text
 from .results import ResultsCallback, feed_tracker, read_results
 from .scheduler import MatchingScheduler
 from .tensorboard import TensorBoardCallback
@@ -65,8 +66,6 @@ class SweepOutcome:
         return self.experiment.local_path
 
     def text(self) -> str:
-        from .outcome_text import sweep_text
-
         return sweep_text(self)
 
 
@@ -183,7 +182,7 @@ def _run_tracked(space, experiment: Location, storage, name: str, source: TrialS
     else:
         tracker = MatchingTracker(space.seeds_per_group, space.patience, source.references)
         results_callback = ResultsCallback(experiment / layout.RESULTS_FILE, tracker, fields)
-        tuner = _new_tuner(trainable, source, tracker, results_callback, fields, storage, name, verbose,
+        tuner = _new_tuner(trainable, source, tracker, results_callback, fields, experiment, storage, name, verbose,
                            max_concurrent)
     rows_before = read_results(experiment / layout.RESULTS_FILE)
     tuning_started = time.time()
@@ -192,15 +191,16 @@ def _run_tracked(space, experiment: Location, storage, name: str, source: TrialS
     # trials that completed (not cut off by an interruption) before their last round; a restored
     # sweep's callbacks are Tune's own copies, so there it counts every trial short of its last round
     stopped = _stopped_early(grid, None if results_callback is None else results_callback.completed)
-    final, summary = _summary(space, experiment, grid, source.references, fields)
-    timing = _timing(experiment, rows_before, tuning_wall, launched_at)
+    results = read_results(experiment / layout.RESULTS_FILE)  # the verdicts come from results.csv alone
+    final, summary = _summary(space, experiment, grid, source.references, fields, list(results.values()))
+    timing = _timing(experiment, rows_before, results, tuning_wall, launched_at)
     outcome = SweepOutcome(experiment, summary, trial_failures(grid), None, None, timing, stopped, fields)
     return outcome, final
 
 
 def _new_tuner(trainable, source: TrialSource, tracker: MatchingTracker, results_callback: ResultsCallback,
-               fields: List[str], storage, name: str, verbose: int, max_concurrent: Optional[int]) -> tune.Tuner:
-    experiment = location(storage) / name
+               fields: List[str], experiment: Location, storage, name: str, verbose: int,
+               max_concurrent: Optional[int]) -> tune.Tuner:
     if verbose >= 2:  # Ray's own table, as Ray prints it
         reporter = CLIReporter(
             metric_columns={"round": "round", "sparsity": "sparsity", "metric": "metric", "matching": "matching"},
@@ -235,10 +235,9 @@ def _stopped_early(grid, completed: Optional[set]) -> List[str]:
                   and (completed is None or trial_name(r.config) in completed))
 
 
-def _summary(space, experiment: Location, grid, references: Optional[dict], fields: List[str]):
-    """(tracker, summary): the verdicts come from results.csv alone, so they are the same after any resume."""
+def _summary(space, experiment: Location, grid, references: Optional[dict], fields: List[str], rows: List[dict]):
+    """(tracker, summary) of results.csv's ``rows``, so they are the same after any resume."""
     final = MatchingTracker(space.seeds_per_group, space.patience, references)
-    rows = list(read_results(experiment / layout.RESULTS_FILE).values())
     feed_tracker(final, rows)
     planned = {}  # the rounds each group was given: a stop at its last one cut nothing
     for result in grid:
@@ -249,9 +248,8 @@ def _summary(space, experiment: Location, grid, references: Optional[dict], fiel
     return final, summary
 
 
-def _timing(experiment: Location, rows_before: dict, tuning_wall: float, launched_at: float) -> dict:
+def _timing(experiment: Location, rows_before: dict, results: dict, tuning_wall: float, launched_at: float) -> dict:
     """timing.json of this session's rounds only: a resumed sweep's earlier rounds ran in another wall time."""
-    results = read_results(experiment / layout.RESULTS_FILE)
     session_rows = [row for key, row in results.items() if rows_before.get(key) != row]
     timing = core_utilisation(session_rows, ray.cluster_resources().get("CPU", 0), tuning_wall,
                               time.time() - launched_at)
