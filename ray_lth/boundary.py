@@ -2,11 +2,13 @@
 
 Where every level can be evaluated on its own (transfer: every upstream round's mask already
 exists), exhaustive evaluation trains every level × every seed. ``BoundarySearch`` instead
-bisects over the levels with one probe seed, assuming matching is monotone (dense side matches,
-sparse side fails), then confirms the pair it ends at with the seed-mean over every seed, and
-finally probes ``lookahead`` levels past the boundary with the probe seed; where one matches on
+bisects over the levels with one probe seed a level, assuming matching is monotone (dense side
+matches, sparse side fails), then confirms the pair it ends at with the seed-mean over every seed,
+and finally probes ``lookahead`` levels past the boundary; where one matches on
 its seed-mean the curve recovered and the search goes on past it, so the answer is the sparsest
-matching level it has seen. It asks for (level, seed) evaluations and is told their metric, so
+matching level it has seen. Level k is probed by seed k mod n (of the seeds in the order given):
+a seed that scores above the others at every level (one that fits a small embedded set perfectly)
+would, as the only probe seed, carry the bisection past the boundary and leave a walk back. It asks for (level, seed) evaluations and is told their metric, so
 the same object drives a synchronous loop (benchmarks) or a Tune searcher.
 
 Its state is the results alone. The answer is bracketed by decided seed-mean verdicts: ``low``,
@@ -62,10 +64,15 @@ class BoundarySearch:
         self.num_levels = num_levels
         self.seeds = list(seeds)
         self.band = band
-        self.probe_seeds = self.seeds[:probe_seeds]
+        self.probe_count = probe_seeds
         self.lookahead = lookahead  # probe-seed checks past the boundary, to catch a curve that recovers
         self.metric_bounds = metric_bounds  # the lowest and highest metric possible; None: unbounded
         self.results: Dict[Tuple[int, int], float] = {}
+
+    def probe_seeds(self, level: int) -> List[int]:
+        """The seeds that probe ``level``: they stride through the seeds with the level, so that
+        a seed that scores above (or below) the others everywhere steers only some of the probes."""
+        return [self.seeds[(level + j) % len(self.seeds)] for j in range(self.probe_count)]
 
     def tell(self, level: int, seed: int, metric: float) -> None:
         self.results[(level, seed)] = float(metric)
@@ -103,7 +110,7 @@ class BoundarySearch:
             unconfirmed = [lv for lv in pair if 0 <= lv < self.num_levels and self.decided(lv) is None]
             return self._more_seeds(min(unconfirmed, key=self._distance))
         beyond = range(high + 1, min(high + 1 + self.lookahead, self.num_levels))
-        missing = [r for level in beyond for r in self._missing(level, self.probe_seeds)]
+        missing = [r for level in beyond for r in self._missing(level, self.probe_seeds(level))]
         if missing:
             return missing
         # the curve may recover past a failing level: a look-ahead probe that matches gets its
@@ -124,7 +131,7 @@ class BoundarySearch:
         the adjacent pair (matches, fails) it ends at, or the probe it needs first (a list)."""
         while high - low > 1:
             mid = self._next_probe(low, high)
-            missing = self._missing(mid, self.probe_seeds)
+            missing = self._missing(mid, self.probe_seeds(mid))
             if missing:
                 return missing
             verdict = self.decided(mid)
