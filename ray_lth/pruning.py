@@ -27,14 +27,22 @@ def _check_finite(weights: Mapping[str, torch.Tensor]) -> None:
 def _prune_smallest(magnitudes: torch.Tensor, keep: torch.Tensor, fraction: float) -> torch.Tensor:
     """Prune round(fraction * kept) of the kept entries of a flat vector, smallest first.
 
-    Ties are broken by position (a stable sort), so the result is deterministic. The count uses
-    Python's round() like torch.nn.utils.prune, so both agree on every round.
+    Ties are broken by position (what a stable sort does), so the result is deterministic. The
+    count uses Python's round() like torch.nn.utils.prune, so both agree on every round. The
+    cut is found by selection (kthvalue), not a sort: ResNet-50's 23.5 M weights sorted took
+    9 s a round on one CPU thread.
     """
     kept_index = keep.nonzero().squeeze(1)
     n_prune = round(fraction * kept_index.numel())
-    order = torch.sort(magnitudes[kept_index], stable=True).indices
     new_keep = keep.clone()
-    new_keep[kept_index[order[:n_prune]]] = False
+    if n_prune == 0:
+        return new_keep
+    kept_magnitudes = magnitudes[kept_index]
+    cut = kept_magnitudes.kthvalue(n_prune).values
+    below = kept_magnitudes < cut
+    at_cut = (kept_magnitudes == cut).nonzero().squeeze(1)
+    pruned = torch.cat([below.nonzero().squeeze(1), at_cut[:n_prune - int(below.sum())]])  # ties: first by position
+    new_keep[kept_index[pruned]] = False
     return new_keep
 
 

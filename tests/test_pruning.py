@@ -59,6 +59,23 @@ def test_ties_are_broken_deterministically_by_position():
     assert first["b.weight"].all()
 
 
+def test_the_selected_cut_prunes_what_a_stable_sort_prunes_ties_included():
+    # the reference: a stable sort of the kept magnitudes, the first round(fraction * kept) pruned
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        size = int(torch.randint(1, 2000, (1,), generator=generator))
+        levels = int(torch.randint(1, 40, (1,), generator=generator))  # few distinct values: many ties
+        weights = {"w": (torch.randint(0, levels, (size,), generator=generator).float() / levels)
+                   * torch.where(torch.rand(size, generator=generator) < 0.5, -1.0, 1.0)}
+        mask = {"w": torch.rand(size, generator=generator) < 0.7}
+        fraction = float(torch.rand(1, generator=generator)) * 0.98 + 0.01
+        kept = mask["w"].nonzero().squeeze(1)
+        order = torch.sort(weights["w"].abs()[kept], stable=True).indices
+        expected = mask["w"].clone()
+        expected[kept[order[:round(fraction * kept.numel())]]] = False
+        assert torch.equal(global_magnitude_prune(weights, mask, fraction)["w"], expected)
+
+
 def test_layerwise_prunes_each_tensor_by_the_fraction():
     _, weights = _model_weights("resnet8")
     mask = layerwise_magnitude_prune(weights, ones_mask(weights), 0.2)
