@@ -59,7 +59,7 @@ def build_tuner(space: TemperatureAblationSpace, storage, name: str, trainable: 
     return tune.Tuner(
         tune.with_resources(trainable, space.trial_resources()),
         param_space=param_space,
-        tune_config=tune.TuneConfig(num_samples=1,
+        tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True,  # as the grid's (tune/sweep.py)
                                     trial_name_creator=lambda t: f"T{t.config['temperature']:g}-seed{t.config['seed']}",
                                     trial_dirname_creator=lambda t: f"T{t.config['temperature']:g}-seed{t.config['seed']}"),
         run_config=tune.RunConfig(name=name, storage_path=storage_path_for_ray(storage), verbose=verbose,
