@@ -4,12 +4,13 @@ Where every level can be evaluated on its own (transfer: every upstream round's 
 exists), exhaustive evaluation trains every level × every seed. ``BoundarySearch`` instead
 bisects over the levels with one probe seed a level, assuming matching is monotone (dense side
 matches, sparse side fails), then confirms the pair it ends at with the seed-mean over every seed,
-and finally probes ``lookahead`` levels past the boundary; where one matches on
-its seed-mean the curve recovered and the search goes on past it, so the answer is the sparsest
-matching level it has seen. Level k is probed by seed k mod n (of the seeds in the order given):
-a seed that scores above the others at every level (one that fits a small embedded set perfectly)
-would, as the only probe seed, carry the bisection past the boundary and leave a walk back. It asks for (level, seed) evaluations and is told their metric, so
-the same object drives a synchronous loop (benchmarks) or a Tune searcher.
+and finally probes ``lookahead`` levels past the boundary; where one matches on its seed-mean the
+curve recovered and the search goes on past it, so the answer is the sparsest matching level it
+has seen. Level k is probed by seed k mod n (of the seeds in the order given): a seed that scores
+above the others at every level (one that fits a small embedded set perfectly) would, as the only
+probe seed, carry the bisection past the boundary and leave a walk back. It asks for (level, seed)
+evaluations and is told their metric, so the same object drives a synchronous loop (benchmarks)
+or a Tune searcher.
 
 Its state is the results alone. The answer is bracketed by decided seed-mean verdicts: ``low``,
 the sparsest level known to match on its seed-mean (the answer is never denser), and ``high``, the
