@@ -9,14 +9,16 @@ on the embedded transfer setting (no Ray: the IMP core directly).
 2. Dense fine-tunes on the downstream task, one per seed (the band; needed by both, counted in both).
 3. Exhaustive: fine-tune every level's mask with every seed; the answer is the sparsest level
    whose seed-mean matches.
-4. Automatic: BoundarySearch (bisection with one probe seed, the pair it ends at confirmed on the
+4. Automatic: BoundarySearch (bisection with one probe seed a level, seed k mod n at level k, the
+   pair it ends at confirmed on the
    seed-mean, one look-ahead probe; a seed-mean decided early where the [0, 1] range of the metric
    leaves the missing seeds no way to change it); its fine-tunes are run for real, not looked up.
 Prints both answers (they must agree), the epochs each spent and their ratio (goal <= 0.40), and
 where the boundary fell: the answer's level out of the levels, "easy" where it is the first or
 the last level (or none matches), the cases a bisection meets at its cheapest.
 
-``--probe-orders N`` repeats step 4 with each of the first N seeds as the bisection's probe seed.
+``--probe-orders N`` repeats step 4 with the seed order rotated N times (order r: seed r probes level 0,
+seed r+1 level 1, ...).
 Only the first search runs its fine-tunes; the others replay them from the exhaustive table, which
 is exact because a fine-tune is a function of (mask, seed) alone; the first search checks it.
 ``--save-table`` writes the exhaustive table and its setting; ``--table`` replays every search
@@ -56,7 +58,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", default=default["model"])
     parser.add_argument("--epochs", type=int, default=default["epochs"])
     parser.add_argument("--lr", type=float, help="fine-tuning lr (default: the embedded schedule's)")
-    parser.add_argument("--probe-orders", type=int, default=1, help="searches, each probing with another seed first")
+    parser.add_argument("--probe-orders", type=int, default=1, help="searches, each with the seed order rotated once more")
     parser.add_argument("--probe-seeds", type=int, default=1, help="seeds per bisection probe")
     parser.add_argument("--save-table", help="write the exhaustive (level, seed) -> metric table as JSON")
     parser.add_argument("--table", help="replay every search from a table --save-table wrote (no fine-tune runs)")
@@ -157,20 +159,20 @@ def main() -> None:
     rows = [["exhaustive", "-", pct(exhaustive), boundary_position(exhaustive, levels), len(table) + len(seeds),
              exhaustive_epochs, "", "-" if exhaustive_seconds is None else f"{exhaustive_seconds:.1f}"]]
     for order in range(args.probe_orders):
-        probe_first = seeds[order:] + seeds[:order]  # the bisection probes with probe_first[0]
+        probe_first = seeds[order:] + seeds[:order]  # level k is probed by probe_first[k mod n]
         for_real = measured is not None and order == 0
         t0 = time.perf_counter()
         answer = search(levels, probe_first, band, args.probe_seeds,
                         lambda lv, s: reproduced(measured, table, lv, s) if for_real else table[(lv, s)])
         automatic_epochs = dense_epochs + epochs * answer.evaluations
         ratio = automatic_epochs / exhaustive_epochs
-        rows.append([f"automatic ({'run' if for_real else 'replayed'})", probe_first[0], pct(answer.level),
+        rows.append([f"automatic ({'run' if for_real else 'replayed'})", order, pct(answer.level),
                      boundary_position(answer.level, levels), answer.evaluations + len(seeds), automatic_epochs,
                      f"{ratio:.3f}", f"{time.perf_counter() - t0:.1f}"])
-        print(f"probe seed {probe_first[0]}: answers equal: {exhaustive == answer.level}; epoch ratio {ratio:.3f}; "
+        print(f"probe order {order}: answers equal: {exhaustive == answer.level}; epoch ratio {ratio:.3f}; "
               f"seeds at boundary {answer.seeds_at_boundary}, at its neighbour {answer.seeds_at_neighbour}; "
               f"uncertain: {answer.uncertain} ({answer.reason})")
-    print(format_table(["method", "probe seed", "max matching sparsity %", "boundary", "fine-tunes", "epochs",
+    print(format_table(["method", "probe order", "max matching sparsity %", "boundary", "fine-tunes", "epochs",
                         "ratio to exhaustive", "seconds"], rows))
     print(f"total wall time {time.perf_counter() - started:.0f} s")
 

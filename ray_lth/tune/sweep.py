@@ -214,7 +214,7 @@ def _new_tuner(trainable, source: TrialSource, tracker: MatchingTracker, results
         tune_config=tune.TuneConfig(
             scheduler=MatchingScheduler(tracker, pause_ahead=source.pause_ahead), max_concurrent_trials=max_concurrent,
             # a finished trial's process runs the next one of the same resources: a transfer sweep's
-            # many short fine-tunes skip a process start and torch's import each (bisection test: 95 -> 40 s)
+            # many short fine-tunes skip a process start and torch's import each (bisection test: 95 -> 38-48 s)
             reuse_actors=True,
             trial_name_creator=trial_name_creator, trial_dirname_creator=trial_dirname_creator, **source.search),
         run_config=tune.RunConfig(
