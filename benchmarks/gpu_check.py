@@ -3,6 +3,7 @@
     python benchmarks/gpu_check.py --out gpu_check.json          # a GPU machine: <= 8 min, nothing downloaded
     python benchmarks/gpu_check.py --cpu-smoke --out smoke.json  # every part tiny on the CPU, as CI runs it
     python benchmarks/gpu_check.py --parts data_parallel paper_cifar --out rerun.json   # some parts again
+    python benchmarks/gpu_check.py --keep check_files ...   # keep the sweeps' folders and logs there
 
 Parts, in this order; each is measured side by side within this one run:
 - masked_step: a masked (ray_lth.train.MaskedParameters) against a dense training step of
@@ -23,8 +24,9 @@ Parts, in this order; each is measured side by side within this one run:
   on the CPU (1 CPU a trial) and on the GPU in bf16: wall time, core and GPU utilisation, and
   whether each GPU run's results.csv gives every (arm, seed, round) the CPU run's verdict (the
   differences are listed per run, so a difference that only bf16 shows is told apart).
-- paper_cifar: CI's dry run of the paper_cifar space (tests/test_paper_dry_run.py: a torchvision
-  ResNet-50 file, CIFAR-10 pickles, 2 seeds, rounds 0..2) at 0.5 GPU a trial, end to end.
+- paper_cifar: CI's dry run of the paper_cifar space (tests/paper_files.py: a torchvision
+  ResNet-50 file, CIFAR-10 pickles, 2 seeds, rounds 0..1) at 0.5 GPU a trial, end to end; with
+  --cpu-smoke it is the very run tests/test_paper_dry_run.py checks (on the CPU, 1 CPU a trial).
 
 Each part runs under its own time budget (and all under --minutes); one that fails or runs out
 records its error next to the figures it had measured, and the next part runs. The JSON (the
@@ -33,6 +35,7 @@ reason, or ``error``) is rewritten after every part, so a killed run keeps what 
 Without a CUDA device every part is ``skipped: no CUDA device``. ``--cpu-smoke`` runs every part
 in seconds on the CPU (resnet8, 16 px, a few steps, 1-2 rounds, fractional CPUs instead of GPUs),
 so that CI (tests/test_gpu_check.py) keeps each code path working; its figures mean nothing.
+Each sweep's folder and its launcher's output (``sweeps/NAME.log``) stay under ``--keep DIR``.
 Exit status 1 when a part errored.
 """
 
@@ -267,7 +270,8 @@ def default_sweep(check: Check, figures: dict) -> None:
 
 
 PAPER = {"gpu": ["--gpus-per-trial", "0.5", "--cpus-per-trial", "1"],
-         "smoke": ["--gpus-per-trial", "0", "--cpus-per-trial", "1", "--set", "seed=[0]", "--set", "rounds=0"]}
+         "smoke": ["--gpus-per-trial", "0", "--cpus-per-trial", "1"]}
+PAPER_SEEDS_ROUNDS = (2, 2)  # PAPER_CIFAR_DRY_RUN's seeds and rounds 0..1
 
 
 def paper_cifar(check: Check, figures: dict) -> None:
@@ -278,7 +282,7 @@ def paper_cifar(check: Check, figures: dict) -> None:
     flags = ["--space", "paper_cifar", "--weights", str(files / "resnet50-theta_img.pth"), "--data-root",
              str(files / "data"), *PAPER_CIFAR_DRY_RUN, *PAPER[check.mode]]
     run, rows = launch(check, "paper_cifar", flags)
-    seeds, rounds = (1, 1) if check.mode == "smoke" else (2, 3)
+    seeds, rounds = PAPER_SEEDS_ROUNDS
     reported = sorted((int(r["seed"]), int(r["round"])) for r in rows)
     expected = [(s, k) for s in range(seeds) for k in range(rounds)]
     if reported != expected:
@@ -287,23 +291,27 @@ def paper_cifar(check: Check, figures: dict) -> None:
                                                                        "report" / "README.md").is_file())
 
 
-# each part's budget in seconds, 8 min in all (--cpu-smoke: twice each, for CI's slow shared cores)
+# each part's budget in seconds, 8 min in all (--cpu-smoke: twice each, for CI's slow shared cores;
+# its paper_cifar is CI's dry run at full size)
 PARTS = {"masked_step": (masked_step, 30), "fractional_trials": (fractional_trials, 90),
          "data_parallel": (data_parallel, 50), "data_pipeline": (data_pipeline, 30),
-         "default_sweep": (default_sweep, 220), "paper_cifar": (paper_cifar, 60)}
+         "default_sweep": (default_sweep, 220), "paper_cifar": (paper_cifar, 90)}
 
 
 # ---------------------------------------------------------------------------------------------- helpers
 
 def launch(check: Check, name: str, flags: list) -> tuple:
-    """Run launchers/sweep.py on this check's Ray instance; ({wall, timing, utilisation}, rows)."""
+    """Run launchers/sweep.py on this check's Ray instance; ({wall, timing, utilisation}, rows).
+    Its output (with the trials' own log lines) goes to sweeps/NAME.log."""
     storage = check.work / "sweeps"
     command = [sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", check.ray(), "--storage",
-               str(storage), "--name", name, *flags]
+               str(storage), "--name", name, "--verbose", *flags]
     with GpuUtilisation(check.device) as gpu:
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, timeout=check.remaining())
         wall = time.perf_counter() - started
+    storage.mkdir(parents=True, exist_ok=True)
+    (storage / f"{name}.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         output = (done.stdout + done.stderr)[-1500:]
         raise RuntimeError(f"{name}: launchers/sweep.py exited {done.returncode}: {output}")
@@ -449,6 +457,8 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=8.0, help="all parts together stop by then")
     parser.add_argument("--address", help="an existing Ray instance to use (default: start one here)")
     parser.add_argument("--commit", help="the git commit to record, where this tree is a copy without .git")
+    parser.add_argument("--keep", type=Path, help="the parts' files (sweeps' folders and logs) go here and stay "
+                                                  "(default: a temporary folder, deleted at the end)")
     args = parser.parse_args(argv)
     mode = "smoke" if args.cpu_smoke else "gpu"
     # Ray's workers and the launchers import this tree's ray_lth, whatever is installed
@@ -456,7 +466,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # as the launcher: verbose=0 then means quiet
     report = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
               "mode": mode, "environment": environment(args.commit), "parts": {}}
-    work = Path(tempfile.mkdtemp(prefix="ray_lth_gpu_check_"))
+    work = args.keep or Path(tempfile.mkdtemp(prefix="ray_lth_gpu_check_"))
+    work.mkdir(parents=True, exist_ok=True)
     check = Check(mode, torch.device("cpu" if args.cpu_smoke else "cuda"), work, args.address)
     if args.cpu_smoke:
         torch.set_num_threads(1)  # CI's 2 cores are shared with Ray's workers
@@ -475,7 +486,8 @@ def main(argv=None) -> int:
                   flush=True)
     finally:
         check.close()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
     print(f"\n{report['environment']['device']}, torch {torch.__version__}, mode {mode}; figures in {args.out}")
     print(format_table(["part", "figure", "value"], rows))
     return 1 if any(p["status"] == "error" for p in report["parts"].values()) else 0

@@ -1,3 +1,4 @@
+import json
 import os
 import socket
 import subprocess
@@ -35,12 +36,30 @@ def resnet8_weights(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
     """One local Ray instance for the whole session (2 CPUs, no dashboard); launcher
-    subprocesses join it with --address, so each test pays no Ray start-up."""
+    subprocesses join it with --address, so each test pays no Ray start-up. Its idle worker
+    processes import what a trial, a Ray Train worker and its controller import before they are
+    needed (Ray keeps the pool filled), so that a trial on the session's own runtime environment
+    (run_sweep in a test) starts without importing torch (the launchers' quiet hook gets fresh workers)."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")))
+    preloaded = ["ray_lth.tune.trainable", "ray.train.torch", "ray.train.v2._internal.execution.controller"]
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")),
+             _system_config={"preload_python_modules": preloaded})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def gpu_check_smoke(ray_cluster, tmp_path_factory):
+    """One ``benchmarks/gpu_check.py --cpu-smoke`` run for the session, its files kept: (the
+    process, its JSON report or None, the kept folder). Its paper_cifar part is CI's dry run, which
+    tests/test_paper_dry_run.py checks there rather than running it a second time."""
+    root = tmp_path_factory.mktemp("gpu_check")
+    out, kept = root / "gpu_check.json", root / "files"
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"),
+                           "--cpu-smoke", "--address", ray_cluster, "--out", str(out), "--keep", str(kept)],
+                          capture_output=True, text=True, timeout=900)
+    return done, json.loads(out.read_text()) if out.is_file() else None, kept
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from PIL import Image
 from torchvision import models as tv_models
 
 # launchers/sweep.py flags after --weights and --data-root: 2 seeds, rounds 0..2, one epoch each
-PAPER_CIFAR_DRY_RUN = ["--set", "epochs=1", "--set", "rounds=2", "--set", "seed=[0,1]", "--set", "val_images=20",
+PAPER_CIFAR_DRY_RUN = ["--set", "epochs=1", "--set", "rounds=1", "--set", "seed=[0,1]", "--set", "val_images=20",
                        "--set", "batch_size=20"]
 
 

@@ -1,15 +1,10 @@
 """The embedded default (`quick`, README command 1): two arms on one θ_p, its grid, the extra
-results.csv columns, the console a person reads, and a reduced run of the same shape end to end."""
+results.csv columns and the console a person reads (tests/test_sweep.py runs it end to end)."""
 
 import csv
 import io
-import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 from ray.tune.experiment import Trial
 
 from ray_lth.config import ImpConfig
@@ -21,8 +16,6 @@ from ray_lth.tasks import build_task
 from ray_lth.tune.console import RoundLines, arms_sentence, format_status, stopped_sentence
 from ray_lth.tune.results import COLUMNS, ResultsCallback
 from ray_lth.tune.sweep import core_utilisation
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_default_space_has_an_imp_arm_and_a_random_arm_on_the_same_theta_p_task_and_seeds(tmp_path):
@@ -151,35 +144,3 @@ def test_epoch_progress_is_quiet_in_short_rounds_and_at_most_once_per_interval()
     lines = out.getvalue().splitlines()
     assert [int(re.search(r"epoch (\d+)/", line).group(1)) for line in lines] == [4, 8, 12, 16]
     assert lines[0] == "trial round 1: epoch 4/20, loss 0.2500, ETA of the round 48 s"
-
-
-def test_reduced_default_run_reports_every_round_of_both_arms_with_a_readable_console(ray_cluster, resnet8_weights,
-                                                                                       tmp_path):
-    """The default space's shape (two arms, seeds) at reduced size, through README command 1's launcher."""
-    command = [sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", ray_cluster, "--storage",
-               str(tmp_path), "--weights", str(resnet8_weights), "--set", "model=resnet8", "--set", "task=digits",
-               "--set", "rounds=2", "--set", "epochs=1",
-               "--set", "batch_size=256", "--set", "seed=[0, 1]", "--set", "device=cpu", "--patience", "100"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
-    experiment = tmp_path / "quick"
-    with open(experiment / "results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert sorted((r["pruning"], r["seed"], r["round"]) for r in rows) == sorted(
-        (p, s, k) for p in ("global", "random") for s in "01" for k in "012")
-    summary = list(csv.DictReader(open(experiment / "summary.csv")))
-    assert sorted(s["pruning"] for s in summary) == ["global", "random"]
-    assert re.search(r"IMP tickets match up to \d+\.\d\d %.*, random masks up to \d+\.\d\d %", output)
-    timing = json.loads((experiment / "timing.json").read_text())
-    assert timing["rounds"] == 12 and 0 < timing["core_utilisation"] <= 1.2
-    assert f"core utilisation {timing['core_utilisation']:.2f}" in output
-    # the console: no checkpoint lines, every round of every trial in one line, sparsity in percent only
-    assert "Checkpoint successfully created" not in output and "Token authentication" not in output
-    for r in rows:
-        label = f"pruning={r['pruning']} seed{r['seed']}"
-        assert re.search(rf"{re.escape(label)} +round +{r['round']}  sparsity +{100 * float(r['sparsity']):.2f} %",
-                         output), label
-    fractions = {f"{float(r['sparsity']):.6g}" for r in rows if float(r["sparsity"]) > 0}  # 0.2, 0.36
-    assert not any(re.search(rf"(?<![\d.]){re.escape(f)}(?!\d)", output) for f in fractions), fractions
-    assert (experiment / "report" / "curves_digits.png").is_file()
