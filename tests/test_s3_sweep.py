@@ -6,9 +6,11 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -16,7 +18,7 @@ import pytest
 from ray_lth.masks import load_mask
 from ray_lth.storage import join_uri, location
 from ray_lth.tune.sweep import SweepError, run_sweep
-from test_sweep import ROOT, _launch, _launch_command, _space, run_multinode_sweep
+from test_sweep import ROOT, _launch, _launch_command, _space
 
 
 def _rows(experiment):
@@ -178,10 +180,27 @@ def test_a_killed_worker_resumes_from_its_last_round_in_s3(ray_cluster, s3_serve
     assert reported.count(0) == 1 and reported.count(1) == 1, reported
 
 
+def run_multinode_sweep(weights, storage) -> dict:
+    """tests/multinode_sweep.py in a separate process (Ray's local multi-node cluster cannot share
+    the session's instance), with a short temp dir (Ray's socket paths must stay under 108
+    bytes); its report line."""
+    ray_temp = tempfile.mkdtemp(prefix="rlth-")
+    try:
+        result = subprocess.run([sys.executable, str(ROOT / "tests" / "multinode_sweep.py"), str(weights), str(storage),
+                                 ray_temp], capture_output=True, text=True, timeout=400)
+    finally:
+        shutil.rmtree(ray_temp, ignore_errors=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    marker = "multinode report: "  # Ray may forward worker log lines after it
+    return json.loads(next(line for line in reversed(result.stdout.splitlines()) if line.startswith(marker))[len(marker):])
+
+
 def test_two_node_cluster_shares_one_s3_storage(s3_server, resnet8_weights):
+    """Trials on both nodes of a two-node cluster, every checkpoint and mask in the one bucket (the
+    storage two machines share; a local path only works on a file system they share)."""
     storage = s3_server("lth-nodes")
     (location(storage) / "resnet8.pt").write_bytes(resnet8_weights.read_bytes())
-    report = run_multinode_sweep(join_uri(storage, "resnet8.pt"), storage)
+    report = run_multinode_sweep(join_uri(storage, "resnet8.pt"), storage)  # the storage two machines share
     assert report["errors"] == [] and report["nodes"] == 2
     assert len(report["checkpoints"]) == 4  # 2 trials x rounds 0..1, both nodes' in the one bucket
     assert all(path.startswith("s3://lth-nodes/multinode/") for path in report["checkpoints"] + report["masks"])

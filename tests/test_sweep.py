@@ -1,14 +1,13 @@
-"""The sweep end to end on the shared Ray instance: results.csv, resume, faults, TensorBoard."""
+"""The sweep end to end on the shared Ray instance: results.csv, resume, faults, TensorBoard
+(two nodes: tests/test_s3_sweep.py)."""
 
 import csv
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -135,28 +134,6 @@ def test_a_killed_driver_resumes_with_the_same_rows_as_an_uninterrupted_run(ray_
     assert keys == sorted((f"seed{s}", k) for s in (0, 1) for k in range(4)), output
     summary = list(csv.DictReader(open(experiment / "summary.csv")))
     assert summary[0]["seeds"] == "2"  # the resumed sweep kept the space it started with
-
-
-def run_multinode_sweep(weights, storage) -> dict:
-    """tests/multinode_sweep.py in a separate process (Ray's local multi-node cluster cannot share
-    the session's instance), with a short temp dir (Ray's socket paths must stay under 108
-    bytes); its report line."""
-    ray_temp = tempfile.mkdtemp(prefix="rlth-")
-    try:
-        result = subprocess.run([sys.executable, str(ROOT / "tests" / "multinode_sweep.py"), str(weights), str(storage),
-                                 ray_temp], capture_output=True, text=True, timeout=400)
-    finally:
-        shutil.rmtree(ray_temp, ignore_errors=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    marker = "multinode report: "  # Ray may forward worker log lines after it
-    return json.loads(next(line for line in reversed(result.stdout.splitlines()) if line.startswith(marker))[len(marker):])
-
-
-def test_two_node_cluster_places_trials_on_both_and_writes_one_storage(resnet8_weights, tmp_path):
-    report = run_multinode_sweep(resnet8_weights, tmp_path / "storage")
-    assert report["errors"] == [] and report["nodes"] == 2
-    assert len(report["checkpoints"]) == 4  # 2 trials x rounds 0..1
-    assert all(path.startswith(str(tmp_path / "storage" / "multinode")) for path in report["checkpoints"])
 
 
 def test_the_default_quick_space_end_to_end_lands_on_the_paper_grid_with_a_readable_console(ray_cluster, tmp_path):
