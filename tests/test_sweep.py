@@ -1,5 +1,5 @@
 """The sweep end to end on the shared Ray instance: results.csv, resume, faults, TensorBoard
-(two nodes: tests/test_s3_sweep.py)."""
+(a killed worker, restored from its trajectory copy, and two nodes: tests/test_s3_sweep.py)."""
 
 import csv
 import json
@@ -60,10 +60,6 @@ def _wait_for_round(experiment, round_index, timeout=240):
     raise TimeoutError(f"no trial of {experiment} reached round {round_index}")
 
 
-def _reported_rounds(experiment):
-    return [json.loads(line)["round"] for f in experiment.glob("*/result.json") for line in f.read_text().splitlines()]
-
-
 def test_sweep_writes_one_row_per_trial_and_round_on_the_sparsity_grid(ray_cluster, resnet8_weights, tmp_path):
     outcome = run_sweep(_space(resnet8_weights), tmp_path, "grid", verbose=0)
     assert outcome.errors == []
@@ -102,21 +98,6 @@ def test_invalid_space_is_rejected_before_ray_starts(tmp_path):
     assert "Started a local Ray instance" not in result.stderr + result.stdout
 
 
-def test_a_killed_worker_resumes_from_its_last_round(ray_cluster, resnet8_weights, tmp_path):
-    # the session's θ_p: the driver pre-trains no embedded one (tests/test_s3_sweep.py covers that path)
-    launcher = _launch(ray_cluster, tmp_path, "--set", "seed=[0]", "--set", "rounds=2", "--weights", str(resnet8_weights),
-                       "--name", "killw")
-    experiment = tmp_path / "killw"
-    result = _wait_for_round(experiment, 1)
-    os.kill(result["pid"], signal.SIGKILL)
-    output, _ = launcher.communicate(timeout=300)
-    assert launcher.returncode == 0, output
-    rounds = sorted(int(r["round"]) for r in _rows(experiment))
-    assert rounds == [0, 1, 2], output
-    reported = _reported_rounds(experiment)
-    assert reported.count(0) == 1 and reported.count(1) == 1, reported  # resumed, not restarted from round 0
-
-
 def test_a_killed_driver_resumes_with_the_same_rows_as_an_uninterrupted_run(ray_cluster, resnet8_weights, tmp_path):
     launcher = _launch(ray_cluster, tmp_path, "--set", "seed=[0, 1]", "--set", "rounds=3", "--weights",
                        str(resnet8_weights), "--name", "killd")
@@ -138,10 +119,10 @@ def test_a_killed_driver_resumes_with_the_same_rows_as_an_uninterrupted_run(ray_
 
 def test_the_default_quick_space_end_to_end_lands_on_the_paper_grid_with_a_readable_console(ray_cluster, tmp_path):
     """README command 1's sweep (the `quick` space as shipped: model, task, embedded θ_p, epochs,
-    both arms, patience), joined to the session's Ray, cut to rounds 0..1 and 2 seeds: 8 rounds
+    both arms, patience), joined to the session's Ray, cut to rounds 0..1 and one seed: 4 rounds
     instead of the ~66 that 6 trials of up to 19 rounds run (~7 min on 2 idle cores)."""
     result = subprocess.run([sys.executable, str(ROOT / "launchers" / "sweep.py"), "--address", ray_cluster,
-                             "--storage", str(tmp_path), "--set", "rounds=1", "--set", "seed=[0, 1]"],
+                             "--storage", str(tmp_path), "--set", "rounds=1", "--set", "seed=[0]"],
                             capture_output=True, text=True, timeout=900)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
@@ -149,13 +130,13 @@ def test_the_default_quick_space_end_to_end_lands_on_the_paper_grid_with_a_reada
     assert re.search(r"IMP tickets match up to \d+\.\d\d %.*, random masks up to \d+\.\d\d %", result.stdout)
     rows = _rows(tmp_path / "quick")
     assert sorted((r["pruning"], r["seed"], r["round"]) for r in rows) == sorted(
-        (p, s, k) for p in ("global", "random") for s in "01" for k in "01")
+        (p, "0", k) for p in ("global", "random") for k in "01")
     for r in rows:
         assert abs(100 * float(r["sparsity"]) - 100 * (1 - 0.8 ** int(r["round"]))) < 0.01
     assert all(float(r["metric"]) > 0.5 for r in rows if r["round"] == "0")  # dense: far above chance (0.1)
     assert all(r["matching"] in ("0", "1") for r in rows)  # every round judged against the dense band
     summary = list(csv.DictReader(open(tmp_path / "quick" / "summary.csv")))
-    assert sorted(s["pruning"] for s in summary) == ["global", "random"] and {s["seeds"] for s in summary} == {"2"}
+    assert sorted(s["pruning"] for s in summary) == ["global", "random"] and {s["seeds"] for s in summary} == {"1"}
     for s in summary:  # the answer is a sparsity of the grid the arm ran (or none matched)
         assert s["max_matching_sparsity"] == "" or any(
             abs(float(s["max_matching_sparsity"]) - (1 - 0.8 ** k)) < 1e-3 for k in range(0, 2)), s
