@@ -36,15 +36,10 @@ def resnet8_weights(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
     """One local Ray instance for the whole session (2 CPUs, no dashboard); launcher
-    subprocesses join it with --address, so each test pays no Ray start-up. Its idle worker
-    processes import what a trial, a Ray Train worker and its controller import before they are
-    needed (Ray keeps the pool filled), so that a trial on the session's own runtime environment
-    (run_sweep in a test) starts without importing torch (the launchers' quiet hook gets fresh workers)."""
+    subprocesses join it with --address, so each test pays no Ray start-up."""
     import ray
 
-    preloaded = ["ray_lth.tune.trainable", "ray.train.torch", "ray.train.v2._internal.execution.controller"]
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")),
-             _system_config={"preload_python_modules": preloaded})
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")))
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
