@@ -70,7 +70,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from data_pipeline import measure_workers  # noqa: E402
 from ddp_scaling import round_start  # noqa: E402
 from masked_step import median_step_seconds  # noqa: E402
-from paper_files import PAPER_CIFAR_DRY_RUN, write_cifar10, write_torchvision_resnet50  # noqa: E402
+from paper_files import (PAPER_CIFAR_DRY_RUN, PAPER_CIFAR_ROUNDS, PAPER_CIFAR_SEEDS, write_cifar10,  # noqa: E402
+                         write_torchvision_resnet50)
 from ray_lth.ablation import derive_upstream_mask  # noqa: E402
 from ray_lth.cli import format_table  # noqa: E402
 from ray_lth.config import ImpConfig  # noqa: E402
@@ -271,7 +272,6 @@ def default_sweep(check: Check, figures: dict) -> None:
 
 PAPER = {"gpu": ["--gpus-per-trial", "0.5", "--cpus-per-trial", "1"],
          "smoke": ["--gpus-per-trial", "0", "--cpus-per-trial", "1"]}
-PAPER_SEEDS_ROUNDS = (2, 2)  # PAPER_CIFAR_DRY_RUN's seeds and rounds 0..1
 
 
 def paper_cifar(check: Check, figures: dict) -> None:
@@ -282,9 +282,8 @@ def paper_cifar(check: Check, figures: dict) -> None:
     flags = ["--space", "paper_cifar", "--weights", str(files / "resnet50-theta_img.pth"), "--data-root",
              str(files / "data"), *PAPER_CIFAR_DRY_RUN, *PAPER[check.mode]]
     run, rows = launch(check, "paper_cifar", flags)
-    seeds, rounds = PAPER_SEEDS_ROUNDS
     reported = sorted((int(r["seed"]), int(r["round"])) for r in rows)
-    expected = [(s, k) for s in range(seeds) for k in range(rounds)]
+    expected = [(s, k) for s in PAPER_CIFAR_SEEDS for k in range(PAPER_CIFAR_ROUNDS + 1)]
     if reported != expected:
         raise RuntimeError(f"results.csv holds (seed, round) {reported}, not {expected}")
     figures.update(run, rounds_reported=len(reported), report_written=(check.work / "sweeps" / "paper_cifar" /

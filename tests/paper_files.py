@@ -22,9 +22,11 @@ import torch
 from PIL import Image
 from torchvision import models as tv_models
 
-# launchers/sweep.py flags after --weights and --data-root: 2 seeds, rounds 0..2, one epoch each
-PAPER_CIFAR_DRY_RUN = ["--set", "epochs=1", "--set", "rounds=1", "--set", "seed=[0,1]", "--set", "val_images=20",
-                       "--set", "batch_size=20"]
+# launchers/sweep.py flags after --weights and --data-root: these seeds, rounds 0..PAPER_CIFAR_ROUNDS,
+# one epoch each
+PAPER_CIFAR_SEEDS, PAPER_CIFAR_ROUNDS = (0, 1), 1
+PAPER_CIFAR_DRY_RUN = ["--set", "epochs=1", "--set", f"rounds={PAPER_CIFAR_ROUNDS}",
+                       "--set", f"seed={list(PAPER_CIFAR_SEEDS)}", "--set", "val_images=20", "--set", "batch_size=20"]
 
 
 def write_cifar10(root, n_train: int = 300, n_test: int = 200, seed: int = 0) -> Path:

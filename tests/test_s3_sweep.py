@@ -200,7 +200,7 @@ def test_two_node_cluster_shares_one_s3_storage(s3_server, resnet8_weights):
     storage two machines share; a local path only works on a file system they share)."""
     storage = s3_server("lth-nodes")
     (location(storage) / "resnet8.pt").write_bytes(resnet8_weights.read_bytes())
-    report = run_multinode_sweep(join_uri(storage, "resnet8.pt"), storage)  # the storage two machines share
+    report = run_multinode_sweep(join_uri(storage, "resnet8.pt"), storage)
     assert report["errors"] == [] and report["nodes"] == 2
     assert len(report["checkpoints"]) == 4  # 2 trials x rounds 0..1, both nodes' in the one bucket
     assert all(path.startswith("s3://lth-nodes/multinode/") for path in report["checkpoints"] + report["masks"])
