@@ -2,11 +2,12 @@
 
 Where every level can be evaluated on its own (transfer: every upstream round's mask already
 exists), exhaustive evaluation trains every level × every seed. ``BoundarySearch`` instead
-bisects over the levels with one probe seed a level, assuming matching is monotone (dense side
-matches, sparse side fails), then confirms the pair it ends at with the seed-mean over every seed,
-and finally probes ``lookahead`` levels past the boundary; where one matches on its seed-mean the
-curve recovered and the search goes on past it, so the answer is the sparsest matching level it
-has seen. Level k is probed by seed k mod n (of the seeds in the order given): a seed that scores
+bisects over the levels with one probe seed a level (a probe goes where the line through the
+metrics at the bracket's ends crosses the threshold: a curve falls about steadily near its
+boundary), assuming matching is monotone (dense side matches, sparse side fails), then confirms
+the pair it ends at with the seed-mean over every seed, and finally probes ``lookahead`` levels
+past the boundary; where one matches on its seed-mean the curve recovered and the search goes on
+past it, so the answer is the sparsest matching level it has seen. Level k is probed by seed k mod n (of the seeds in the order given): a seed that scores
 above the others at every level (one that fits a small embedded set perfectly) would, as the only
 probe seed, carry the bisection past the boundary and leave a walk back. It asks for (level, seed)
 evaluations and is told their metric, so the same object drives a synchronous loop (benchmarks)
@@ -143,11 +144,20 @@ class BoundarySearch:
 
     def _next_probe(self, low: int, high: int) -> int:
         """The level to probe inside (low, high): a level probed before, the one nearest the middle
-        (it narrows the interval for free), else the middle."""
+        (it narrows the interval for free), else where the line through the metrics at both ends
+        crosses the threshold (regula falsi), or the middle while an end has no metric yet."""
         probed = [lv for lv in range(low + 1, high) if any((lv, s) in self.results for s in self.seeds)]
         if probed:
             return min(probed, key=lambda lv: abs(2 * lv - low - high))
-        return (low + high) // 2
+        at_low = self._estimate(low) if low >= 0 else None
+        at_high = self._estimate(high) if high < self.num_levels else None
+        if at_low is None or at_high is None or at_low <= at_high:
+            return (low + high) // 2
+        crossing = low + (high - low) * (at_low - self.band.threshold) / (at_low - at_high)
+        # kept in the middle half of the bracket: one outlying probe would otherwise make it creep a
+        # level at a time (regula falsi's slow side)
+        quarter = (high - low) / 4
+        return min(max(round(min(max(crossing, low + quarter), high - quarter)), low + 1), high - 1)
 
     def _estimate(self, level: int) -> float:
         """The mean over the seeds evaluated at ``level`` (at least the probe seeds)."""

@@ -156,8 +156,9 @@ def _noisy_curve_table(rng, levels, seeds, boundary):
 
 
 def test_on_noisy_curves_with_a_middle_boundary_the_search_costs_under_0_40_of_a_full_scan():
-    # measured here: mean 0.370, 15.5 % of the searches above 0.40; the search before the results
-    # became its state (bisection, then every seed at the pair and a walk) had 0.394 and 35.7 %
+    # measured here: mean 0.356, 10.0 % of the searches above 0.40; probing each bracket's middle
+    # (plain bisection) 0.368 and 14.0 %; the search before the results became its state
+    # (bisection, then every seed at the pair and a walk) 0.394 and 35.7 %
     rng = random.Random(7)
     levels, seeds, ratios = 10, [0, 1, 2], []
     while len(ratios) < 600:
@@ -170,8 +171,8 @@ def test_on_noisy_curves_with_a_middle_boundary_the_search_costs_under_0_40_of_a
                             table)
             assert answer.level == scan
             ratios.append((len(seeds) + answer.evaluations) / (len(seeds) * (levels + 1)))  # dense fine-tunes in both
-    assert statistics.fmean(ratios) <= 0.38
-    assert sum(ratio > 0.40 for ratio in ratios) <= 0.20 * len(ratios)
+    assert statistics.fmean(ratios) <= 0.365
+    assert sum(ratio > 0.40 for ratio in ratios) <= 0.12 * len(ratios)
 
 
 def test_on_a_measured_table_with_a_seed_that_fits_every_level_each_probe_order_costs_under_0_40():
