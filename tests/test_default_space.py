@@ -4,6 +4,8 @@ results.csv columns and the console a person reads (tests/test_sweep.py runs it 
 import csv
 import io
 import re
+import sys
+import weakref
 
 from ray.tune.experiment import Trial
 
@@ -13,7 +15,7 @@ from ray_lth.naming import group_name
 from ray_lth.progress import EpochProgressPrinter
 from ray_lth.spaces import load_space
 from ray_lth.tasks import build_task
-from ray_lth.tune.console import RoundLines, arms_sentence, format_status, stopped_sentence
+from ray_lth.tune.console import RoundLines, arms_sentence, format_status, quiet_ray_worker, stopped_sentence
 from ray_lth.tune.results import COLUMNS, ResultsCallback
 from ray_lth.tune.sweep import core_utilisation
 
@@ -144,3 +146,27 @@ def test_epoch_progress_is_quiet_in_short_rounds_and_at_most_once_per_interval()
     lines = out.getvalue().splitlines()
     assert [int(re.search(r"epoch (\d+)/", line).group(1)) for line in lines] == [4, 8, 12, 16]
     assert lines[0] == "trial round 1: epoch 4/20, loss 0.2500, ETA of the round 48 s"
+
+
+def test_a_trial_actor_ended_by_sigterm_prints_no_traceback_and_other_errors_still_show(monkeypatch, capsys):
+    """The launchers' worker hook: Ray's SIGTERM handler raises SystemExit, and where that lands in a
+    weakref callback Python prints "Exception ignored" and a traceback (seen under a failed sweep's
+    one line); a real error in such a callback must still be printed."""
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # a plain worker's (not pytest's); restored after
+    quiet_ray_worker()
+
+    class Referent:
+        pass
+
+    def collected_while_raising(error):
+        def callback(_):
+            raise error
+        referent = Referent()
+        ref = weakref.ref(referent, callback)  # noqa: F841 - kept alive so that the callback runs
+        del referent
+
+    collected_while_raising(SystemExit(1))
+    assert capsys.readouterr().err == ""
+    collected_while_raising(ValueError("a real error"))
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ValueError: a real error" in err

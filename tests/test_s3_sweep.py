@@ -18,6 +18,7 @@ import pytest
 from ray_lth.masks import load_mask
 from ray_lth.storage import join_uri, location
 from ray_lth.tune.sweep import SweepError, run_sweep
+from multinode_sweep import REPORT_MARKER
 from test_sweep import ROOT, _launch, _launch_command, _space
 
 
@@ -183,16 +184,18 @@ def test_a_killed_worker_resumes_from_its_last_round_in_s3(ray_cluster, s3_serve
 def run_multinode_sweep(weights, storage) -> dict:
     """tests/multinode_sweep.py in a separate process (Ray's local multi-node cluster cannot share
     the session's instance), with a short temp dir (Ray's socket paths must stay under 108
-    bytes); its report line."""
+    bytes) that also holds the cluster's address file (else /tmp/ray, absent on a fresh machine);
+    its report line."""
     ray_temp = tempfile.mkdtemp(prefix="rlth-")
     try:
         result = subprocess.run([sys.executable, str(ROOT / "tests" / "multinode_sweep.py"), str(weights), str(storage),
-                                 ray_temp], capture_output=True, text=True, timeout=400)
+                                 os.path.join(ray_temp, "ray")], env={**os.environ, "RAY_TMPDIR": ray_temp},
+                                capture_output=True, text=True, timeout=400)
     finally:
         shutil.rmtree(ray_temp, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    marker = "multinode report: "  # Ray may forward worker log lines after it
-    return json.loads(next(line for line in reversed(result.stdout.splitlines()) if line.startswith(marker))[len(marker):])
+    report = next(line for line in reversed(result.stdout.splitlines()) if line.startswith(REPORT_MARKER))
+    return json.loads(report[len(REPORT_MARKER):])
 
 
 def test_two_node_cluster_shares_one_s3_storage(s3_server, resnet8_weights):

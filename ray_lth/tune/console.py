@@ -38,6 +38,15 @@ def quiet_ray_worker() -> None:
     """Ray's ``worker_process_setup_hook`` (launchers/sweep.py): quiet from the worker's start, so
     also Tune's "Restored on ... from checkpoint" line, logged before the trainable runs."""
     quiet_ray_loggers(RAY_WORKER_LOGGERS)
+    sys.unraisablehook = _unraisable_but_an_exit
+
+
+def _unraisable_but_an_exit(unraisable) -> None:
+    """Ray ends a finished trial's actor with SIGTERM, whose handler raises SystemExit; where that
+    lands in a weakref or garbage-collector callback, Python prints it as an ignored exception with
+    a traceback under the sweep's failure line. An intended exit: dropped; anything else printed."""
+    if not issubclass(unraisable.exc_type, SystemExit):
+        sys.__unraisablehook__(unraisable)
 
 
 def pct(value) -> str:
