@@ -7,11 +7,11 @@ metrics at the bracket's ends crosses the threshold: a curve falls about steadil
 boundary), assuming matching is monotone (dense side matches, sparse side fails), then confirms
 the pair it ends at with the seed-mean over every seed, and finally probes ``lookahead`` levels
 past the boundary; where one matches on its seed-mean the curve recovered and the search goes on
-past it, so the answer is the sparsest matching level it has seen. Level k is probed by seed k mod n (of the seeds in the order given): a seed that scores
-above the others at every level (one that fits a small embedded set perfectly) would, as the only
-probe seed, carry the bisection past the boundary and leave a walk back. It asks for (level, seed)
-evaluations and is told their metric, so the same object drives a synchronous loop (benchmarks)
-or a Tune searcher.
+past it, so the answer is the sparsest matching level it has seen. Level k is probed by seed
+k mod n (of the seeds in the order given): a seed that scores above the others at every level (one
+that fits a small embedded set perfectly) would, as the only probe seed, carry the bisection past
+the boundary and leave a walk back. It asks for (level, seed) evaluations and is told their
+metric, so the same object drives a synchronous loop (benchmarks) or a Tune searcher.
 
 Its state is the results alone. The answer is bracketed by decided seed-mean verdicts: ``low``,
 the sparsest level known to match on its seed-mean (the answer is never denser), and ``high``, the
@@ -157,7 +157,8 @@ class BoundarySearch:
         # kept in the middle half of the bracket: one outlying probe would otherwise make it creep a
         # level at a time (regula falsi's slow side)
         quarter = (high - low) / 4
-        return min(max(round(min(max(crossing, low + quarter), high - quarter)), low + 1), high - 1)
+        crossing = min(max(crossing, low + quarter), high - quarter)
+        return min(max(round(crossing), low + 1), high - 1)  # round() may land on an end
 
     def _estimate(self, level: int) -> float:
         """The mean over the seeds evaluated at ``level`` (at least the probe seeds)."""

@@ -1,6 +1,6 @@
-"""Run by test_multinode: a two-node Ray cluster on this machine (ray.cluster_utils.Cluster),
-one sweep, and a JSON line saying where the trials ran and where their files went. The storage
-is a local folder or an object-store URI (the S3 variant of the test)."""
+"""Run by tests/test_s3_sweep.py's two-node test: a two-node Ray cluster on this machine
+(ray.cluster_utils.Cluster), one sweep, and a JSON line saying where the trials ran and where
+their files went (the storage: an object-store URI, or any folder both nodes see)."""
 
 import json
 import sys
